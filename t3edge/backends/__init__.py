@@ -1,0 +1,43 @@
+"""Backends: one interface (`base.Backend`), one entry point (`load_backend`)."""
+
+from __future__ import annotations
+
+from t3edge.backends.base import (
+    Backend, Completion, GenerationConfig, ImagePart, Message, TextDelta, TextPart, Usage,
+)
+from t3edge.models import BackendKind, ModelsConfig, ResolvedModel, load_models_config, resolve_model
+
+__all__ = [
+    "Backend", "Completion", "GenerationConfig", "ImagePart", "Message", "TextDelta", "TextPart",
+    "Usage", "load_backend",
+]
+
+
+def load_backend(spec: str, *, backend: BackendKind | None = None, adapter: str | None = None,
+                 config: ModelsConfig | None = None) -> Backend:
+    """Load the backend for a model name, local path, GGUF file, URL or `replay:FILE`.
+
+    `backend` forces MLX or GGUF for a registry name; `adapter` is a LoRA adapter
+    (MLX folder for MLX, GGUF LoRA for llama.cpp).
+    """
+    cfg = config or load_models_config()
+    resolved = resolve_model(spec, cfg, backend)
+    return backend_for(resolved, cfg, adapter=adapter)
+
+
+def backend_for(resolved: ResolvedModel, cfg: ModelsConfig, *, adapter: str | None = None) -> Backend:
+    if resolved.kind == "mlx":
+        from t3edge.backends.mlx import MLXBackend
+
+        return MLXBackend(resolved, cfg.backend, adapter=adapter)
+    if resolved.kind == "gguf":
+        from t3edge.backends.llama import LlamaBackend
+
+        return LlamaBackend(resolved, cfg.backend, adapter=adapter)
+    if resolved.kind == "openai":
+        from t3edge.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(resolved, cfg.backend)
+    from t3edge.backends.replay import ReplayBackend
+
+    return ReplayBackend(resolved)

@@ -1,0 +1,212 @@
+"""The model registry (`configs/models.toml`) and model resolution.
+
+A model is named by a registry name (`qwen2-vl-2b`), a local folder (Hugging Face or MLX layout)
+or GGUF file, an OpenAI-compatible URL (`http://127.0.0.1:8080/v1`, or `openai:NAME` with the
+base URL from config), or `replay:FILE` (scripted outputs). Registry models download through
+huggingface-hub into its cache.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from t3edge.backends.base import GenerationConfig
+from t3edge.errors import ModelNotFound, T3Error
+
+BackendKind = Literal["mlx", "gguf", "openai", "replay"]
+
+
+class ModelEntry(BaseModel):
+    """One known model: where its MLX and GGUF builds live on the hub."""
+
+    family: str
+    description: str = ""
+    params: str = ""
+    context_length: int = 32768
+    mlx_repo: str | None = None
+    mlx_size_gb: float | None = None
+    gguf_repo: str | None = None
+    gguf_file: str | None = Field(None, description="glob of the text-model GGUF in gguf_repo")
+    mmproj_file: str | None = Field(None, description="glob of the vision projector GGUF")
+    gguf_size_gb: float | None = None
+
+
+class BackendSettings(BaseModel):
+    context_length: int | None = Field(None, description="override the model's context size")
+    n_threads: int | None = Field(None, description="CPU threads for llama.cpp (None: all cores)")
+    n_gpu_layers: int = Field(-1, description="llama.cpp layers to offload (-1: all, where a GPU build)")
+    f32_kv_cache: bool = False
+    max_image_pixels: int = Field(1024 * 28 * 28, description="cap per image (memory guard)")
+    openai_base_url: str | None = None
+    openai_api_key_env: str = "OPENAI_API_KEY"
+    openai_model: str | None = None
+    timeout_s: float = 120.0
+    max_retries: int = 4
+
+
+class ModelsConfig(BaseModel):
+    default_mlx: str = "qwen2-vl-2b"
+    default_gguf: str = "qwen2-vl-2b"
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+
+
+def load_models_config(overrides: dict | None = None) -> ModelsConfig:
+    from t3edge.config import load_config
+
+    return load_config("models", ModelsConfig, overrides=overrides)
+
+
+def default_backend_kind() -> Literal["mlx", "gguf"]:
+    """MLX on Apple silicon, GGUF (llama.cpp) elsewhere."""
+    return "mlx" if sys.platform == "darwin" and platform.machine() == "arm64" else "gguf"
+
+
+class ResolvedModel(BaseModel):
+    """What a model name turned into: the backend to use and the local files or URL."""
+
+    spec: str
+    kind: BackendKind
+    path: str | None = None  # MLX/HF folder, GGUF file or replay file
+    mmproj: str | None = None
+    url: str | None = None
+    remote_model: str | None = None
+    entry: ModelEntry | None = None
+
+
+def hub_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def resolve_model(spec: str, cfg: ModelsConfig, backend: BackendKind | None = None) -> ResolvedModel:
+    """Turn a model name, path or URL into a ResolvedModel, or raise ModelNotFound saying why."""
+    if spec.startswith("replay:"):
+        path = Path(spec[len("replay:"):])
+        if not path.is_file():
+            raise ModelNotFound(f"replay file not found: {path}")
+        return ResolvedModel(spec=spec, kind="replay", path=str(path))
+    if spec.startswith(("http://", "https://")):
+        url, _, name = spec.partition("#")
+        return ResolvedModel(spec=spec, kind="openai", url=url, remote_model=name or cfg.backend.openai_model)
+    if spec.startswith("openai:"):
+        url = cfg.backend.openai_base_url or os.environ.get("OPENAI_BASE_URL")
+        if not url:
+            raise ModelNotFound(
+                f"{spec}: no OpenAI-compatible base URL configured",
+                hint="set backend.openai_base_url in models.toml or OPENAI_BASE_URL",
+            )
+        return ResolvedModel(spec=spec, kind="openai", url=url, remote_model=spec[len("openai:"):])
+
+    path = Path(spec).expanduser()
+    if path.exists():
+        return _resolve_path(spec, path, backend)
+    if spec in cfg.models:
+        return _resolve_registry(spec, cfg.models[spec], backend or default_backend_kind())
+    if "/" in spec or spec.startswith(".") or spec.endswith(".gguf"):
+        raise ModelNotFound(f"no such model path: {spec}", hint="check the path")
+    known = ", ".join(sorted(cfg.models)) or "(none)"
+    raise ModelNotFound(
+        f"unknown model {spec!r}",
+        hint=f"known models: {known}; or give a local folder, a .gguf file or a URL",
+    )
+
+
+def _resolve_path(spec: str, path: Path, backend: BackendKind | None) -> ResolvedModel:
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelNotFound(f"{path} is not a model: expected a folder or a .gguf file")
+        return ResolvedModel(spec=spec, kind="gguf", path=str(path), mmproj=_find_mmproj(path.parent, path))
+    ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith("mmproj"))
+    has_config = (path / "config.json").is_file()
+    if ggufs and (backend == "gguf" or not has_config):
+        return ResolvedModel(spec=spec, kind="gguf", path=str(ggufs[0]), mmproj=_find_mmproj(path, ggufs[0]))
+    if not has_config:
+        raise ModelNotFound(
+            f"model folder {path} has no config.json",
+            hint="give a Hugging Face or MLX model folder, or a folder with .gguf files",
+        )
+    return ResolvedModel(spec=spec, kind="mlx", path=str(path))
+
+
+def _find_mmproj(folder: Path, model: Path) -> str | None:
+    found = sorted(folder.glob("mmproj*.gguf"))
+    return str(found[0]) if found else None
+
+
+def _resolve_registry(name: str, entry: ModelEntry, kind: BackendKind) -> ResolvedModel:
+    local = local_path(name, entry, kind)
+    if local is None:
+        raise ModelNotFound(
+            f"model {name} ({kind}) is not downloaded",
+            hint=f"run: t3edge models pull {name} --backend {kind}",
+        )
+    if kind == "gguf":
+        return ResolvedModel(spec=name, kind="gguf", path=str(local[0]), mmproj=local[1], entry=entry)
+    return ResolvedModel(spec=name, kind="mlx", path=str(local[0]), entry=entry)
+
+
+def _patterns(entry: ModelEntry, kind: BackendKind) -> tuple[str, list[str] | None]:
+    if kind == "mlx":
+        if not entry.mlx_repo:
+            raise T3Error(f"this model has no MLX build in the registry ({entry.family})")
+        return entry.mlx_repo, None
+    if not (entry.gguf_repo and entry.gguf_file):
+        raise T3Error(f"this model has no GGUF build in the registry ({entry.family})")
+    return entry.gguf_repo, [p for p in (entry.gguf_file, entry.mmproj_file) if p]
+
+
+def local_path(name: str, entry: ModelEntry, kind: BackendKind) -> tuple[Path, str | None] | None:
+    """(model folder or GGUF file, mmproj or None) if already in the hub cache, else None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        repo, patterns = _patterns(entry, kind)
+    except T3Error:
+        return None
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        return None
+    return _pick_files(folder, entry, kind)
+
+
+def _pick_files(folder: Path, entry: ModelEntry, kind: BackendKind) -> tuple[Path, str | None] | None:
+    if kind == "mlx":
+        return (folder, None) if (folder / "config.json").is_file() else None
+    models = sorted(folder.glob(entry.gguf_file or "*.gguf"))
+    projs = sorted(folder.glob(entry.mmproj_file)) if entry.mmproj_file else []
+    if not models:
+        return None
+    return models[0], str(projs[0]) if projs else None
+
+
+def pull(name: str, cfg: ModelsConfig, kind: BackendKind | None = None) -> tuple[Path, str | None]:
+    """Download a registry model's MLX or GGUF build (progress bars from huggingface-hub)."""
+    from huggingface_hub import snapshot_download
+
+    if name not in cfg.models:
+        raise ModelNotFound(f"unknown model {name!r}", hint=f"known models: {', '.join(sorted(cfg.models))}")
+    entry = cfg.models[name]
+    kind = kind or default_backend_kind()
+    repo, patterns = _patterns(entry, kind)
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=patterns))
+    except Exception as exc:  # huggingface-hub raises many types for "no network"
+        raise ModelNotFound(
+            f"cannot download {repo} ({type(exc).__name__}); cache folder: {hub_cache_dir()}",
+            hint="check the network (or HF_HUB_OFFLINE), or copy the files into the cache",
+        ) from exc
+    picked = _pick_files(folder, entry, kind)
+    if picked is None:
+        raise ModelNotFound(f"{repo} downloaded but has no file matching {patterns}")
+    return picked

@@ -1,0 +1,48 @@
+"""Shared fixtures: offline environment, tiny models built once per session, test images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep user config and data folders out of the real home directory."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("T3EDGE_CONFIG_DIR", str(base / "user-config"))
+    monkeypatch.setenv("T3EDGE_DATA_DIR", str(base / "user-data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from t3edge.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2_vl", "qwen2_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from t3edge.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2_5_vl", "qwen2_5_vl")
+
+
+@pytest.fixture(params=["qwen2_vl", "qwen2_5_vl"])
+def tiny_model(request: pytest.FixtureRequest) -> Path:
+    """Each tiny architecture in turn."""
+    return request.getfixturevalue(f"tiny_{request.param.replace('.', '_')}")
+
+
+@pytest.fixture(scope="session")
+def test_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 224x224 PNG: 64 merged image tokens."""
+    from t3edge.testing import make_test_image
+
+    return make_test_image(tmp_path_factory.mktemp("img") / "photo.png", (224, 224))
