@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from t3edge.errors import T3Error
+from t3edge.protocol import parse_feedback, parse_model_output, task_message
 
 SCHEMA_VERSION = 1
 
@@ -295,7 +296,7 @@ def from_mmtraj(record: MMTrajRecord | dict[str, Any], *, root: str | Path | Non
         i += 2
 
     verdicts: dict[str, Verdict] = {}
-    fields = rec.model_fields_set
+    fields = {MMTrajRecord.model_fields[f].alias or f for f in rec.model_fields_set}
     if "correct" in fields or "traj_verification" in fields:
         verdicts["trajectory"] = Verdict(
             correct=_yes_no(rec.correct), thought=_verification_thought(rec.traj_verification),
@@ -307,6 +308,7 @@ def from_mmtraj(record: MMTrajRecord | dict[str, Any], *, root: str | Path | Non
         system_prompt=rec.system_prompt,
         task_message=body,
         steps=steps,
+        verdicts=verdicts,
         final_answer=rec.answer,
         ended="final_answer" if rec.answer is not None else None,
         meta={
@@ -320,9 +322,6 @@ def from_mmtraj(record: MMTrajRecord | dict[str, Any], *, root: str | Path | Non
 
 
 def _step_from_texts(index: int, raw: str, feedback: str | None) -> Step:
-    # Imported here: trajectory.py is floor 1, the parser lives with the agent but has no deps.
-    from t3edge.protocol import parse_feedback, parse_model_output
-
     parsed = parse_model_output(raw)
     observation, error = parse_feedback(feedback) if feedback is not None else (None, None)
     return Step(
@@ -378,8 +377,6 @@ def to_mmtraj(traj: Trajectory, *, root: str | Path | None = None) -> MMTrajReco
 
     first = meta.get("mmtraj_first_turn")
     if first is None:
-        from t3edge.protocol import task_message
-
         body = traj.task_message or task_message(traj.task.query, [a.path for a in traj.task.attachments])
         first = "".join(tag + "\n" for tag in tags) + body
     conversations = [MMTrajTurn(role="user", content=first)]

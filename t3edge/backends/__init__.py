@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, ImagePart, Message, TextDelta, TextPart, Usage,
 )
-from t3edge.models import BackendKind, ModelsConfig, ResolvedModel, load_models_config, resolve_model
+
+if TYPE_CHECKING:
+    from t3edge.models import BackendKind, ModelsConfig, ResolvedModel
 
 __all__ = [
     "Backend", "Completion", "GenerationConfig", "ImagePart", "Message", "TextDelta", "TextPart",
@@ -20,6 +24,8 @@ def load_backend(spec: str, *, backend: BackendKind | None = None, adapter: str 
     `backend` forces MLX or GGUF for a registry name; `adapter` is a LoRA adapter
     (MLX folder for MLX, GGUF LoRA for llama.cpp).
     """
+    from t3edge.models import load_models_config, resolve_model
+
     cfg = config or load_models_config()
     resolved = resolve_model(spec, cfg, backend)
     return backend_for(resolved, cfg, adapter=adapter)

@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+OWN_PACKAGES = {"t3edge", "tui", "synth", "converters"}
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use; T3Error becomes one line."""
 
@@ -40,7 +43,9 @@ class LazyGroup(click.Group):
         module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in OWN_PACKAGES:
+                raise
             return _unavailable(cmd_name, help_text, exc)
         return getattr(module, attr)
 

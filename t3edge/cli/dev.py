@@ -1,0 +1,22 @@
+"""`t3edge dev`: tools for developing and testing t3edge."""
+
+from __future__ import annotations
+
+import click
+
+from t3edge.testing import ARCHS, build_tiny_model
+
+
+@click.group()
+def dev() -> None:
+    """Developer tools."""
+
+
+@dev.command("tiny-model")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--arch", type=click.Choice(list(ARCHS)), default="qwen2_vl", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def tiny_model(out: str, arch: str, seed: int) -> None:
+    """Write a random-weight model of a real architecture to OUT (offline, ~1 s)."""
+    path = build_tiny_model(out, arch, seed=seed)  # type: ignore[arg-type]
+    click.echo(f"tiny {arch} model written to {path}")
