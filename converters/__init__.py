@@ -1,0 +1,1 @@
+"""Bridges between checkpoint worlds: Hugging Face, MLX, GGUF and PEFT (`t3edge convert`)."""
