@@ -25,3 +25,7 @@ class BadInput(T3Error):
 
 class BackendError(T3Error):
     """A backend failed to load or to generate."""
+
+
+class ContextFull(BackendError):
+    """The conversation no longer fits the model's context window."""

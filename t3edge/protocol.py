@@ -48,8 +48,19 @@ def error_message(step: int, error: str) -> str:
 _FEEDBACK = re.compile(r"^\[OUTPUT OF STEP (\d+)\] -> (Observation|Error):\n?(.*)\Z", re.S)
 
 
+def with_final_answer_request(feedback: str | None) -> str:
+    """The last feedback of a run that hit its step limit, followed by the final-answer request.
+
+    Folded into the same user message so that turns keep alternating and the conversation a
+    trajectory renders is exactly the one the model saw.
+    """
+    return f"{feedback}\n\n{FINAL_ANSWER_REQUEST}" if feedback else FINAL_ANSWER_REQUEST
+
+
 def parse_feedback(text: str) -> tuple[str | None, str | None]:
     """Split a feedback message into (observation, error); unknown text counts as observation."""
+    if text.endswith(FINAL_ANSWER_REQUEST):
+        text = text[: -len(FINAL_ANSWER_REQUEST)].rstrip("\n")
     m = _FEEDBACK.match(text)
     if not m:
         return text, None

@@ -61,6 +61,7 @@ def _prompt_tokens(request: dict[str, Any]) -> int:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -158,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default listen backlog (5) drops bursts of concurrent connects
     owner: ScriptedOpenAIServer
 
 

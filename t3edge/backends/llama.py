@@ -31,7 +31,7 @@ from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, Message, StopScanner, StreamItem, TextDelta, TextPart,
     Usage,
 )
-from t3edge.errors import BackendError, T3Error
+from t3edge.errors import BackendError, ContextFull, T3Error
 from t3edge.gguf_check import GGUFInfo, check_gguf, check_lora_fits
 from t3edge.images import ImagePolicy
 from t3edge.models import BackendSettings, ResolvedModel
@@ -266,7 +266,7 @@ class LlamaBackend(Backend):
             self._lc.llama_memory_seq_rm(self._lc.llama_get_memory(self._ctx.ctx), 0, n_past, -1)
             self._cache = self._cache[:common]
         if self._cache_positions(new) > (self.context_length or DEFAULT_CONTEXT):
-            raise BackendError(
+            raise ContextFull(
                 f"the prompt needs {self._cache_positions(new)} positions, the context holds "
                 f"{self.context_length}", hint="raise backend.context_length or shorten the conversation")
         try:

@@ -17,7 +17,7 @@ from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, Message, StopScanner, StreamItem, TextDelta, TextPart,
     Usage,
 )
-from t3edge.errors import BackendError
+from t3edge.errors import BackendError, ContextFull
 from t3edge.images import ImagePolicy
 from t3edge.models import BackendSettings, ResolvedModel
 
@@ -94,7 +94,7 @@ class MLXBackend(Backend):
         input_ids = inputs["input_ids"]
         n_prompt = int(input_ids.shape[1])
         if self.context_length and n_prompt + 1 > self.context_length:
-            raise BackendError(
+            raise ContextFull(
                 f"the prompt has {n_prompt} tokens but the context holds {self.context_length}",
                 hint="shorten the conversation or raise backend.context_length",
             )

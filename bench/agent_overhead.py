@@ -1,0 +1,154 @@
+"""The agent loop's own cost: per-step overhead on a scripted backend, and the share of a 3-step
+run on the tiny MLX model spent outside the backend (target: under 5%).
+
+Baseline for the executor: the same code blocks run by smolagents' interpreter in this process,
+without the sandbox process. Run: python bench/agent_overhead.py [--steps 20] [--no-mlx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from smolagents.local_python_executor import LocalPythonExecutor
+
+from t3edge.agent import Agent, AgentConfig
+from t3edge.agent.executor import Sandbox
+from t3edge.backends.base import (
+    Backend,
+    Completion,
+    GenerationConfig,
+    Message,
+    StreamItem,
+)
+from t3edge.backends.replay import ReplayBackend
+from t3edge.protocol import format_step, observation_message, parse_model_output
+from t3edge.tools import ToolContext, default_tools
+from t3edge.trajectory import Attachment, Task
+
+CODE = "x = {i} * 3\nprint('value', x)"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f} ms"
+
+
+class TimedBackend(Backend):
+    """Wraps a backend, adding up the time spent inside its streams. With `script`, each call's
+    text is replaced by the next scripted output (the model still generates, for real timing)."""
+
+    def __init__(self, inner: Backend, script: Sequence[str] = ()) -> None:
+        super().__init__(inner.model_id, context_length=inner.context_length)
+        self.name = inner.name
+        self.inner, self.script, self.seconds, self.calls = inner, list(script), 0.0, 0
+        self.per_call: list[float] = []
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
+        start = time.perf_counter()
+        items = list(self.inner.stream(messages, config))
+        self.per_call.append(time.perf_counter() - start)
+        self.seconds += self.per_call[-1]
+        completion = items[-1]
+        assert isinstance(completion, Completion)
+        if self.calls < len(self.script):
+            completion = Completion(text=self.script[self.calls], usage=completion.usage,
+                                    finish_reason="stop_string", stop_string="<end_action>")
+            items = [completion]
+        self.calls += 1
+        yield from items
+
+
+def scripted(steps: int) -> None:
+    outputs = [format_step(f"Step {i}.", CODE.format(i=i)) for i in range(steps - 1)]
+    outputs.append(format_step("Done.", "final_answer(x)"))
+
+    parse = min(_time(lambda: [parse_model_output(o) for o in outputs], 20)) / len(outputs)
+    observe = min(_time(lambda: [observation_message(i, "value 3\n") for i in range(steps)], 20)) / steps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = ToolContext(workspace=Path(tmp))
+        with Sandbox(default_tools(ctx), Path(tmp)) as sandbox:
+            start = time.perf_counter()
+            sandbox.start()
+            startup = time.perf_counter() - start
+            sandboxed = [_once(lambda i=i: sandbox.run(CODE.format(i=i))) for i in range(steps)]
+        local = LocalPythonExecutor([], timeout_seconds=None)
+        local.send_tools({})
+        in_process = [_once(lambda i=i: local(CODE.format(i=i))) for i in range(steps)]
+
+        backend = TimedBackend(ReplayBackend(outputs))
+        agent = Agent(backend, config=AgentConfig(max_steps=steps), workspace=Path(tmp) / "run")
+        start = time.perf_counter()
+        traj = agent.run_to_end(Task(id="bench", query="bench"))
+        wall = time.perf_counter() - start
+    assert traj.ended == "final_answer", traj.ended
+    per_step = (wall - backend.seconds) / len(traj.steps)
+    steady = statistics.mean(s.seconds - b for s, b in zip(traj.steps[1:], backend.per_call[1:]))
+    median_sandboxed, median_local = statistics.median(sandboxed), statistics.median(in_process)
+    print(f"scripted backend, {steps} steps")
+    print(f"  parse                  {_ms(parse)} per step")
+    print(f"  execute (sandboxed)    {_ms(median_sandboxed)} per step (median)")
+    print(f"  execute (in-process)   {_ms(median_local)} per step (median, baseline)")
+    print(f"  observation message    {_ms(observe)} per step")
+    print(f"  sandbox start          {_ms(startup)} once per run (overlaps the first model call)")
+    print(f"  whole loop, outside the backend: {_ms(steady)} per step after the first; "
+          f"{_ms(per_step)} per step counting the sandbox start ({len(traj.steps)} steps)")
+    print(f"  ratio sandboxed / in-process execution: {median_sandboxed / median_local:.1f}x")
+
+
+def tiny_mlx(steps: int = 3) -> None:
+    try:
+        from t3edge.backends import load_backend
+        from t3edge.testing import build_tiny_model, make_test_image
+    except ImportError as exc:
+        print(f"tiny MLX model: skipped ({exc})")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model = build_tiny_model(root / "tiny", "qwen2_vl")
+        image = make_test_image(root / "photo.png", (224, 224))
+        inner = load_backend(str(model))
+        task = Task(id="bench", query="How big is the image?", attachments=[Attachment.from_path(image)])
+        config = AgentConfig(max_steps=steps, generation=GenerationConfig(max_tokens=32))
+        script = [format_step(f"Step {i}.", CODE.format(i=i)) for i in range(steps - 1)]
+        script.append(format_step("Done.", "final_answer(x)"))
+        for label, backend in [("model's own output", TimedBackend(inner)),
+                               ("scripted actions, real generation", TimedBackend(inner, script))]:
+            inner.reset()
+            agent = Agent(backend, config=config, workspace=root / f"ws-{backend.calls}-{label[:5]}")
+            start = time.perf_counter()
+            traj = agent.run_to_end(task)
+            wall = time.perf_counter() - start
+            outside = wall - backend.seconds
+            print(f"tiny MLX model, {label}: {len(traj.steps)} steps ({traj.ended}), wall {wall:.2f} s, "
+                  f"backend {backend.seconds:.2f} s, outside {outside * 1000:.0f} ms = "
+                  f"{100 * outside / wall:.1f}% (target < 5%)")
+        inner.close()
+
+
+def _time(fn, repeat: int) -> list[float]:
+    return [_once(fn) for _ in range(repeat)]
+
+
+def _once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--no-mlx", action="store_true", help="skip the tiny MLX model run")
+    args = parser.parse_args()
+    scripted(args.steps)
+    if not args.no_mlx:
+        tiny_mlx()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The executor: model-written code runs in a confined child process (t3edge.sandbox.child).
+
+The child keeps its variables between code blocks. The parent (this module) sends each block,
+serves the tool calls the code makes (tools run here, with their arguments checked), enforces the
+step's wall-time limit by killing the child, and survives whatever the child does: a crash, a
+kill, garbage on the pipe. A dead child is replaced by a fresh one on the next block, and the
+step that killed it comes back as a clear error. Messages from the child are JSON only (never
+pickle), so a compromised child cannot run code in the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t3edge.agent.config import AgentConfig
+from t3edge.errors import T3Error
+from t3edge.tools.base import ToolSet
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+STARTUP_TIMEOUT_S = 120.0
+# Imported in the child before it confines itself (speeds up the common first import).
+PRELOAD = ("numpy", "PIL.Image", "cv2")
+_KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+# `-I` keeps the user's site folder, PYTHONPATH and the working folder off the child's import path;
+# the package root is added back explicitly.
+_BOOT = "import sys; sys.path.insert(0, {root!r}); from t3edge.sandbox.child import main; main()"
+
+
+@dataclass
+class ExecResult:
+    """What one code block did. `error` is set when it raised or was stopped."""
+
+    logs: str = ""
+    output: Any = None
+    is_final: bool = False
+    error: str | None = None
+    tools_called: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class SandboxError(T3Error):
+    """The sandbox process could not be started."""
+
+
+class Sandbox:
+    """One confined child process per run; `run(code)` executes a block in it."""
+
+    def __init__(self, tools: ToolSet, workspace: Path, *, read_files: list[Path] | None = None,
+                 config: AgentConfig | None = None) -> None:
+        self.tools = tools
+        self.workspace = Path(workspace).resolve()
+        self.read_files = [Path(p).resolve() for p in read_files or []]
+        self.config = config or AgentConfig()
+        self.landlock_abi: int | None = None
+        self.seccomp: bool | None = None
+        self.limits_refused: list[str] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._rfile: Any = None
+        self._wfile: Any = None
+        self._tmp: str | None = None
+        self._buffer = b""
+        self._starter: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+
+    # -- process lifetime ------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        """A clean environment: no inherited secrets, single-threaded numeric libraries."""
+        env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+        assert self._tmp is not None
+        env.update(
+            PATH=os.path.dirname(sys.executable), HOME=str(self.workspace), TMPDIR=self._tmp,
+            MPLCONFIGDIR=self._tmp, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
+            PYTHONHASHSEED="0", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+            MKL_NUM_THREADS="1", OPENCV_FOR_THREADS_NUM="1",
+        )
+        return env
+
+    def prestart(self) -> None:
+        """Start the child in the background (its imports overlap the first model call)."""
+        if self._starter is None and not self.alive:
+            self._starter = threading.Thread(target=self._start_in_background, daemon=True)
+            self._starter.start()
+
+    def _start_in_background(self) -> None:
+        try:
+            self.start()
+        except BaseException as exc:  # re-raised by the next `start` in the caller's thread
+            self._start_error = exc
+
+    def _join_starter(self) -> None:
+        starter, self._starter = self._starter, None
+        if starter is not None:
+            starter.join()
+        error, self._start_error = self._start_error, None
+        if error is not None:
+            raise error
+
+    def start(self) -> None:
+        if threading.current_thread() is not self._starter:
+            self._join_starter()
+        if self.alive:
+            return
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self._tmp = tempfile.mkdtemp(prefix="t3edge-sandbox-")
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        cpu_budget = self.config.step_timeout_s * (self.config.max_steps + 2) + 30
+        try:
+            with open(os.path.join(self._tmp, "stderr.txt"), "wb") as stderr:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-c", _BOOT.format(root=_import_root()),
+                     str(to_child_r), str(from_child_w)],
+                    pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=stderr, cwd=self.workspace, env=self._env(),
+                    start_new_session=True,
+                )
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self._wfile = os.fdopen(to_child_w, "wb")
+        self._rfile = from_child_r
+        self._buffer = b""
+        sent = self._try_send({
+            "workspace": str(self.workspace), "tmp": self._tmp,
+            "read_files": [str(p) for p in self.read_files],
+            "allowed_imports": self.config.allowed_imports, "tools": self.tools.names,
+            "preload": list(PRELOAD), "memory_mb": self.config.memory_mb,
+            "file_size_mb": self.config.file_size_mb, "cpu_s": cpu_budget,
+            "max_print_chars": self.config.max_observation_chars,
+        })
+        ready = self._receive(time.monotonic() + STARTUP_TIMEOUT_S) if sent else "closed"
+        if not isinstance(ready, dict) or ready.get("op") != "ready":
+            detail = self._stderr_tail()
+            self.stop()
+            raise SandboxError(f"the code sandbox did not start: {detail or 'no answer'}",
+                               hint="check that t3edge and smolagents import in this Python")
+        self.landlock_abi = int(ready.get("landlock", 0))
+        self.seccomp = bool(ready.get("seccomp", False))
+        self.limits_refused = [str(x) for x in ready.get("limits_refused", [])]
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Kill the child (its whole process group) and forget its variables."""
+        if self._starter is not None and threading.current_thread() is not self._starter:
+            self._starter.join()
+            self._starter, self._start_error = None, None
+        proc = self._proc
+        if proc is not None:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        with contextlib.suppress(OSError):  # a pipe the child broke cannot flush on close
+            if self._wfile is not None:
+                self._wfile.close()
+        if self._rfile is not None:
+            os.close(self._rfile)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._proc, self._wfile, self._rfile, self._tmp = None, None, None, None
+
+    close = stop
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- messages --------------------------------------------------------------------------
+
+    def _try_send(self, message: dict[str, Any]) -> bool:
+        """Send a message; False when the child is gone (its end of the pipe is closed)."""
+        try:
+            self._wfile.write(json.dumps(message).encode() + b"\n")
+            self._wfile.flush()
+        except OSError:
+            return False
+        return True
+
+    def _receive(self, deadline: float, cancel: threading.Event | None = None) -> dict[str, Any] | str:
+        """The child's next message, or why there is none: "timeout", "cancelled", "closed"
+        (the child's end of the pipe is gone) or "garbage" (not a JSON object, or too long)."""
+        while b"\n" not in self._buffer:
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return "timeout"
+            ready, _, _ = select.select([self._rfile], [], [], min(wait, 0.1))
+            if not ready:
+                continue
+            chunk = os.read(self._rfile, 1 << 20)
+            if not chunk:
+                return "closed"
+            self._buffer += chunk
+            if len(self._buffer) > MAX_MESSAGE_BYTES:
+                return "garbage"
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return "garbage"
+        return message if isinstance(message, dict) else "garbage"
+
+    def _stderr_tail(self) -> str:
+        if not self._tmp:
+            return ""
+        try:
+            lines = Path(self._tmp, "stderr.txt").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    # -- running code ----------------------------------------------------------------------
+
+    def run(self, code: str, cancel: threading.Event | None = None) -> ExecResult:
+        """Execute one code block with the step's time limit; never raises for what the code does."""
+        self._join_starter()
+        if not self.alive:
+            self.stop()
+            self.start()
+        start = time.monotonic()
+        result = ExecResult()
+        nonce = secrets.token_hex(8)  # the child echoes it: a forged reply cannot match
+        sent = self._try_send({"op": "exec", "code": code, "nonce": nonce})
+        deadline = start + self.config.step_timeout_s
+        while True:
+            message = self._receive(deadline, cancel) if sent else "closed"
+            if isinstance(message, str):
+                result.error = self._failure(message)
+                self.stop()
+                break
+            if message.get("op") == "tool" and message.get("nonce") == nonce:
+                tool_start = time.monotonic()
+                self._serve_tool(message, result)
+                deadline += time.monotonic() - tool_start  # tool time is not the code's time
+                continue
+            if message.get("op") == "done" and message.get("nonce") == nonce:
+                result.logs = str(message.get("logs") or "")
+                error = message.get("error")
+                result.error = str(error) if error is not None else None
+                result.is_final = bool(message.get("is_final")) and result.error is None
+                result.output = message.get("output") if result.is_final else None
+                break
+            result.error = self._failure("garbage")
+            self.stop()
+            break
+        result.seconds = time.monotonic() - start
+        return result
+
+    def _failure(self, why: str) -> str:
+        """A clear message for a step whose child did not answer properly (it is then stopped)."""
+        lost = " Variables from earlier steps are lost."
+        if why == "cancelled":
+            return "Execution was cancelled."
+        if why == "timeout":
+            return (f"The code ran longer than the {self.config.step_timeout_s:g} s limit of a step "
+                    f"and was stopped.{lost} Make it faster or do less per step.")
+        if why == "garbage":
+            return ("The code wrote to the sandbox's control channel, so the sandbox was restarted."
+                    f"{lost} Use print() for output.")
+        try:
+            code = self._proc.wait(timeout=2) if self._proc is not None else None
+        except subprocess.TimeoutExpired:
+            return f"The code closed the sandbox's control channel, so the sandbox was restarted.{lost}"
+        if code is None or code == 0:
+            return f"The code ended the sandbox process.{lost}"
+        if code < 0:
+            name = signal.Signals(-code).name
+            why = {"SIGXCPU": "it used more CPU time than allowed", "SIGKILL": "it was killed",
+                   "SIGSEGV": "it crashed (segmentation fault)", "SIGSYS": "it made a forbidden system call",
+                   "SIGXFSZ": "it wrote a file larger than allowed"}.get(name, f"signal {name}")
+            return f"The sandbox process stopped: {why}.{lost}"
+        return f"The sandbox process exited with status {code}.{lost}"
+
+    def _serve_tool(self, message: dict[str, Any], result: ExecResult) -> None:
+        name = message.get("name")
+        args, kwargs = message.get("args") or [], message.get("kwargs") or {}
+        if not isinstance(name, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
+            reply = {"op": "tool_result", "ok": False, "error": "malformed tool call"}
+        else:
+            result.tools_called.append(name)
+            try:
+                value = self.tools.call(name, args, kwargs)
+                json.dumps(value)
+                reply = {"op": "tool_result", "ok": True, "value": value}
+            except T3Error as exc:
+                reply = {"op": "tool_result", "ok": False, "error": str(exc)}
+            except Exception as exc:  # a tool's own bug must not end the run: it is an observation
+                reply = {"op": "tool_result", "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        self._try_send(reply)  # if the child died, the next receive reports it
+
+
+def _import_root() -> str:
+    """The folder holding the t3edge package."""
+    import t3edge
+
+    return str(Path(t3edge.__file__).resolve().parent.parent)

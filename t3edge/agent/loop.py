@@ -1,0 +1,271 @@
+"""The agent loop: model output -> parsed code -> sandboxed execution -> observation, as events.
+
+One run is one conversation that only grows (images in the first user message only), so backends
+can reuse their KV prefix. Each model call becomes a Step; parse failures and code errors are
+explicit steps with corrective feedback and count toward the error limit; at the step limit the
+model is asked once more for a final answer.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+from t3edge.agent.config import AgentConfig
+from t3edge.agent.events import (
+    AgentEvent,
+    CodeParsed,
+    FinalAnswer,
+    ObservationEvent,
+    ParseFailed,
+    RunFinished,
+    StepError,
+    StepFinished,
+    StepStarted,
+    TokenDelta,
+)
+from t3edge.agent.executor import ExecResult, Sandbox
+from t3edge.agent.prompt import system_prompt
+from t3edge.backends.base import Backend, Completion, Message, TextDelta
+from t3edge.config import data_dir
+from t3edge.conversation import first_messages, step_messages
+from t3edge.errors import ContextFull, T3Error
+from t3edge.protocol import (
+    END_ACTION,
+    PARSE_ERROR_MESSAGES,
+    error_message,
+    observation_message,
+    parse_model_output,
+    task_message,
+    with_final_answer_request,
+)
+from t3edge.tools import ToolContext, ToolSet, default_tools
+from t3edge.trajectory import Step, Task, Trajectory
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                st = p.stat()
+                out[str(p)] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            continue
+    return out
+
+
+def _link_attachments(files: list[Path], workspace: Path) -> None:
+    """Make each attachment reachable by its bare name in the workspace (a read-only link)."""
+    for f in files:
+        link = workspace / f.name
+        if link.exists() or link.is_symlink() or f.parent == workspace:
+            continue
+        try:
+            link.symlink_to(f)
+        except OSError:
+            shutil.copyfile(f, link)
+
+
+class Agent:
+    """Runs tasks with a backend, tools and a sandboxed executor; see `run`."""
+
+    def __init__(self, backend: Backend, tools: ToolSet | None = None, config: AgentConfig | None = None,
+                 workspace: Path | None = None) -> None:
+        self.backend = backend
+        self.tools = tools if tools is not None else default_tools()
+        self.config = config or AgentConfig()
+        self.workspace = Path(workspace) if workspace is not None else None
+
+    def workspace_for(self, task: Task) -> Path:
+        """The working folder of a run: the one given, else `<root>/<task id>`."""
+        if self.workspace is not None:
+            return self.workspace
+        root = self.config.workspace or data_dir() / "workspaces"
+        return Path(root) / (re.sub(r"[^A-Za-z0-9_.-]+", "_", task.id).strip("._") or "task")
+
+    def system_prompt(self) -> str:
+        return system_prompt(self.tools, self.config.allowed_imports)
+
+    def run_to_end(self, task: Task, cancel: threading.Event | None = None) -> Trajectory:
+        """Run a task and return its Trajectory."""
+        trajectory: Trajectory | None = None
+        for event in self.run(task, cancel):
+            if isinstance(event, RunFinished):
+                trajectory = event.trajectory
+        assert trajectory is not None
+        return trajectory
+
+    def run(self, task: Task, cancel: threading.Event | None = None) -> Iterator[AgentEvent]:
+        """Yield the run's events; the last is RunFinished(trajectory). Setting `cancel` stops the
+        run (even mid-generation) with `ended == "cancelled"`."""
+        workspace = self.workspace_for(task).resolve()
+        workspace.mkdir(parents=True, exist_ok=True)
+        attachments = [Path(a.path).resolve() for a in task.attachments]
+        _link_attachments(attachments, workspace)
+        ctx = ToolContext(workspace=workspace, backend=self.backend, allowed_files=attachments,
+                          web=self.config.web, generation=self.config.generation)
+        tools = self.tools.with_context(ctx)
+        traj = Trajectory(
+            task=task, system_prompt=system_prompt(tools, self.config.allowed_imports),
+            task_message=task_message(task.query, [a.path for a in task.attachments]),
+            model=self.backend.model_id, backend=self.backend.name, started_at=time.time(),
+            meta={"workspace": str(workspace)},
+        )
+        start = time.perf_counter()
+        sandbox = Sandbox(tools, workspace, read_files=attachments, config=self.config)
+        sandbox.prestart()
+        try:
+            yield from self._loop(traj, sandbox, cancel)
+        finally:
+            sandbox.stop()
+            traj.seconds = time.perf_counter() - start
+            if sandbox.landlock_abi is not None:
+                traj.meta["sandbox"] = {"landlock_abi": sandbox.landlock_abi, "seccomp": sandbox.seccomp,
+                                        "limits_refused": sandbox.limits_refused}
+        yield RunFinished(traj)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _loop(self, traj: Trajectory, sandbox: Sandbox,
+              cancel: threading.Event | None) -> Generator[AgentEvent, None, None]:
+        cfg = self.config
+        messages: list[Message] = first_messages(
+            traj.system_prompt or "", traj.task_message or "", [a.path for a in traj.task.images])
+        errors = 0
+        final_request = False
+        while True:
+            index = len(traj.steps)
+            if index >= cfg.max_steps:
+                final_request = True
+                if traj.steps:
+                    last = traj.steps[-1]
+                    last.feedback = with_final_answer_request(last.feedback)
+                    messages[-1] = Message("user", last.feedback)
+            if cancel is not None and cancel.is_set():
+                traj.ended = "cancelled"
+                return
+            overflow = self._context_overflow(traj)
+            if overflow:
+                traj.ended = "context_full"
+                traj.meta["error"] = overflow
+                return
+            yield StepStarted(index)
+            step_start = time.perf_counter()
+            try:
+                completion = yield from self._generate(messages, index, cancel)
+            except T3Error as exc:
+                traj.ended = "context_full" if isinstance(exc, ContextFull) else "backend_error"
+                traj.meta["error"] = str(exc)
+                return
+            except Exception as exc:  # a backend's own failure still ends the run with its trajectory
+                traj.ended = "backend_error"
+                traj.meta["error"] = f"{type(exc).__name__}: {exc}"
+                return
+            if completion is None:
+                traj.ended = "cancelled"
+                return
+            step, final = yield from self._act(index, completion, sandbox, cancel)
+            if final_request:
+                step.kind = "final_answer_request"
+            step.seconds = time.perf_counter() - step_start
+            traj.steps.append(step)
+            messages.extend(step_messages(step))
+            yield StepFinished(step)
+            if final is not None:
+                traj.final_answer = final[0]
+                traj.ended = "final_answer"
+                yield FinalAnswer(traj.final_answer)
+                return
+            if cancel is not None and cancel.is_set():
+                traj.ended = "cancelled"
+                return
+            if step.error is not None:
+                errors += 1
+                if errors >= cfg.max_errors:
+                    traj.ended = "error_limit"
+                    return
+            if final_request:
+                traj.ended = "step_limit"
+                return
+
+    def _context_overflow(self, traj: Trajectory) -> str | None:
+        """Why the next call would not fit the backend's context (estimated from the last call's
+        token counts, the new feedback at ~4 characters a token, and the generation budget)."""
+        limit = self.backend.context_length
+        if not limit or not traj.steps:
+            return None
+        last = traj.steps[-1]
+        needed = (last.tokens_in + last.tokens_out + len(last.feedback or "") // 4
+                  + self.config.generation.max_tokens)
+        if needed <= limit:
+            return None
+        return (f"the conversation needs about {needed} tokens with the next answer, more than the "
+                f"model's context of {limit}; raise backend.context_length or lower max_tokens")
+
+    def _generate(self, messages: list[Message], index: int,
+                  cancel: threading.Event | None) -> Generator[AgentEvent, None, Completion | None]:
+        """Stream one model call; None when cancelled (the backend stream is closed)."""
+        stream = self.backend.stream(messages, self.config.generation)
+        try:
+            for item in stream:
+                if cancel is not None and cancel.is_set():
+                    return None
+                if isinstance(item, TextDelta):
+                    if item.text:
+                        yield TokenDelta(index, item.text)
+                elif isinstance(item, Completion):
+                    return item
+        finally:
+            stream.close()
+        raise T3Error(f"the {self.backend.name} backend ended a stream without a completion")
+
+    def _act(self, index: int, completion: Completion, sandbox: Sandbox,
+             cancel: threading.Event | None) -> Generator[AgentEvent, None, tuple[Step, tuple[Any] | None]]:
+        """Parse the model's output and run its code: the Step with its feedback, and `(answer,)`
+        when the code called final_answer."""
+        text = completion.text
+        raw = text + END_ACTION if completion.stop_string == END_ACTION else text
+        usage = completion.usage
+        step = Step(index=index, raw_output=raw, tokens_in=usage.prompt_tokens,
+                    tokens_cached=usage.cached_tokens, tokens_out=usage.generated_tokens)
+        parsed = parse_model_output(raw)
+        step.thought = parsed.thought
+        if parsed.code is None:
+            problem = parsed.problem or "no_code"
+            message = PARSE_ERROR_MESSAGES[problem]
+            step.kind, step.error = "parse_error", message
+            step.feedback = error_message(index, message)
+            yield ParseFailed(index, problem, message)
+            return step, None
+        step.code = parsed.code
+        yield CodeParsed(index, parsed.thought, parsed.code, list(parsed.notes))
+        before = _snapshot(sandbox.workspace)
+        try:
+            result = sandbox.run(parsed.code, cancel)
+        except T3Error as exc:
+            result = ExecResult(error=str(exc))
+        after = _snapshot(sandbox.workspace)
+        step.produced_files = sorted(p for p, sig in after.items() if before.get(p) != sig)
+        step.tools_called = result.tools_called
+        if result.error is not None:
+            step.error = result.error
+            step.observation = result.logs or None
+            feedback_text = f"{result.logs.rstrip()}\n{result.error}" if result.logs.strip() else result.error
+            step.feedback = error_message(index, feedback_text)
+            yield StepError(index, result.error)
+            return step, None
+        if result.is_final:
+            step.observation = result.logs
+            if result.logs.strip():
+                yield ObservationEvent(index, result.logs, step.produced_files)
+            return step, (result.output,)
+        step.observation = result.logs
+        step.feedback = observation_message(index, result.logs)
+        yield ObservationEvent(index, step.feedback.split("\n", 1)[1], step.produced_files)
+        return step, None

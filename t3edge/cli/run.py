@@ -1,0 +1,134 @@
+"""`t3edge run "task" --file a.jpg`: run the agent once, streaming each step to the terminal."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.syntax import Syntax
+
+from t3edge.agent import Agent, load_agent_config
+from t3edge.agent.events import (
+    AgentEvent,
+    CodeParsed,
+    FinalAnswer,
+    ObservationEvent,
+    ParseFailed,
+    RunFinished,
+    StepError,
+    StepStarted,
+    TokenDelta,
+)
+from t3edge.config import data_dir
+from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory
+
+
+def _show(console: Console, event: AgentEvent) -> None:
+    """Render one event; model output is always shown as text, never as markup."""
+    if isinstance(event, StepStarted):
+        console.rule(f"step {event.index}", style="dim")
+    elif isinstance(event, CodeParsed):
+        if event.thought:
+            console.print(f"[bold]Thought:[/bold] {escape(event.thought)}")
+        console.print(Syntax(event.code, "python", theme="ansi_dark", line_numbers=False))
+    elif isinstance(event, ObservationEvent):
+        console.print(Panel(escape(event.text.strip() or "(nothing printed)"), title="observation",
+                            title_align="left", border_style="cyan"))
+        for path in event.produced_files:
+            console.print(f"[cyan]file:[/cyan] {escape(path)}")
+    elif isinstance(event, ParseFailed):
+        console.print(f"[yellow]no code ({event.problem}):[/yellow] {escape(event.message)}")
+    elif isinstance(event, StepError):
+        console.print(Panel(escape(event.error.strip()), title="error", title_align="left",
+                            border_style="red"))
+    elif isinstance(event, FinalAnswer):
+        console.print(Panel(escape(json.dumps(event.answer, ensure_ascii=False, default=str)
+                                   if not isinstance(event.answer, str) else event.answer),
+                            title="answer", title_align="left", border_style="green"))
+
+
+@click.command()
+@click.argument("query")
+@click.option("--file", "files", multiple=True, type=click.Path(dir_okay=False),
+              help="Attach a file (image, pdf, docx, xlsx, csv...); repeatable.")
+@click.option("--model", "model", default=None,
+              help="Registry name, local folder, .gguf file, URL or replay:FILE (default: configured).")
+@click.option("--backend", "backend", type=click.Choice(["mlx", "gguf"]), default=None,
+              help="Force MLX or llama.cpp for a registry model.")
+@click.option("--adapter", default=None, help="LoRA adapter to apply.")
+@click.option("--max-steps", type=int, default=None, help="Step limit (default from config: 8).")
+@click.option("--web", is_flag=True, default=None, help="Let ask_search_agent search the web.")
+@click.option("--workspace", type=click.Path(file_okay=False), default=None,
+              help="Working folder for files the code writes (default: a new folder under the data dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print the trajectory as JSON instead of the steps.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Append the trajectory to this JSONL file (default: <data dir>/runs/runs.jsonl).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="An extra agent TOML config file.")
+def run(query: str, files: tuple[str, ...], model: str | None, backend: str | None,
+        adapter: str | None, max_steps: int | None, web: bool | None, workspace: str | None,
+        as_json: bool, out: str | None, config_file: str | None) -> None:
+    """Run the agent on QUERY with the attached files, streaming each step."""
+    from t3edge.backends import load_backend
+    from t3edge.models import default_backend_kind, load_models_config
+
+    config = load_agent_config({"max_steps": max_steps, "web": web}, file=config_file)
+    attachments = [Attachment.from_path(Path(f).resolve()) for f in files]
+    task_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    task = Task(id=task_id, query=query, attachments=attachments)
+    console = Console(stderr=as_json, highlight=False)
+    if model is None:
+        models_cfg = load_models_config()
+        kind = backend or default_backend_kind()
+        model = models_cfg.default_mlx if kind == "mlx" else models_cfg.default_gguf
+    with console.status(f"loading {escape(model)}...", spinner="dots"):
+        loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]
+    agent = Agent(loaded, config=config, workspace=Path(workspace) if workspace else None)
+    trajectory: Trajectory | None = None
+    status = console.status("", spinner="dots")
+    generated = 0
+    try:
+        for event in agent.run(task):
+            if isinstance(event, RunFinished):
+                trajectory = event.trajectory
+            elif as_json:
+                continue
+            elif isinstance(event, TokenDelta):
+                generated += len(event.text)
+                status.update(f"step {event.index}: the model is writing ({generated} characters)")
+            else:
+                if isinstance(event, StepStarted):
+                    generated = 0
+                    status.update(f"step {event.index}: the model is thinking")
+                    _show(console, event)
+                    status.start()
+                    continue
+                status.stop()
+                _show(console, event)
+    finally:
+        status.stop()
+        loaded.close()
+    assert trajectory is not None
+    path = Path(out) if out else data_dir() / "runs" / "runs.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write(trajectory)
+    if as_json:
+        click.echo(trajectory.model_dump_json(indent=2))
+        return
+    tokens = trajectory.tokens
+    console.print(
+        f"[dim]ended: {trajectory.ended} | steps: {len(trajectory.steps)} | "
+        f"tokens in/cached/out: {tokens['in']}/{tokens['cached']}/{tokens['out']} | "
+        f"{trajectory.seconds:.1f} s[/dim]"
+    )
+    if trajectory.ended != "final_answer":
+        reason = trajectory.meta.get("error", "")
+        console.print(f"[yellow]no final answer ({trajectory.ended}){': ' + escape(reason) if reason else ''}[/yellow]")
+    console.print(f"trajectory saved to {escape(str(path))} (task {task_id}); "
+                  f"files in {escape(trajectory.meta.get('workspace', ''))}")

@@ -1,0 +1,56 @@
+"""Solving benchmark items with the T3 agent (the same loop as `t3edge run`)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from t3edge.agent.config import AgentConfig
+from t3edge.backends.base import Backend
+from t3edge.eval.gta import GTAItem
+from t3edge.eval.gta_tools import gta_tools, own_tool_calls, recorded
+from t3edge.eval.runner import Item, Solved, Solver
+
+
+def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces: Path, *,
+                 gta_names: bool = True, fresh_backend: bool = False) -> Solver:
+    """A Solver running the agent on each item.
+
+    `backend` makes the model; it is called once, or once per item when `fresh_backend` (a
+    replayed script then starts from its first output for every item, so resumed and sharded
+    runs replay exactly what a single run does). Each item works in its own empty folder under
+    `workspaces`. GTA items get GTA's tools under their own names
+    when `gta_names`; their calls are recorded for the tool metrics.
+    """
+    from t3edge.agent import Agent
+    from t3edge.tools import default_tools
+
+    shared: list[Backend] = []
+
+    def model() -> Backend:
+        if fresh_backend:
+            if shared:
+                shared.pop().close()
+        elif shared:
+            shared[0].reset()
+            return shared[0]
+        shared.append(backend())
+        return shared[0]
+
+    def solve(item: Item) -> Solved:
+        task = item.task()
+        workspace = workspaces / (re.sub(r"[^A-Za-z0-9_.-]+", "_", item.id).strip("._") or "item")
+        if workspace.exists():  # left by an interrupted attempt: start clean, as a first attempt does
+            shutil.rmtree(workspace)
+        if isinstance(item, GTAItem) and gta_names:
+            tools = gta_tools()
+            trajectory = Agent(model(), tools=tools, config=config, workspace=workspace).run_to_end(task)
+            return Solved(trajectory, recorded(tools.take()))
+        trajectory = Agent(model(), tools=default_tools(), config=config, workspace=workspace).run_to_end(task)
+        if isinstance(item, GTAItem):
+            return Solved(trajectory, own_tool_calls([n for s in trajectory.steps for n in s.tools_called]))
+        return Solved(trajectory)
+
+    return solve

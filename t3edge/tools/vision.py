@@ -1,0 +1,103 @@
+"""Tools that look at images: visual questions and grounding with the loaded VLM, faces with OpenCV."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from t3edge.backends.base import GenerationConfig, ImagePart, Message, TextPart
+from t3edge.images import load_image
+from t3edge.tools.base import ToolContext, ToolError, tool
+
+# Qwen2-VL grounding: `<|box_start|>(x1,y1),(x2,y2)<|box_end|>` in 0-1000 coordinates; the special
+# tokens may be dropped by the detokenizer, so only the coordinate pairs are required.
+_BOX = re.compile(r"\(\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*\)\s*,?\s*\(\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*\)")
+
+
+def ask_vlm(ctx: ToolContext, tool_name: str, question: str, image_path: str | None = None,
+            max_tokens: int = 512) -> str:
+    """One VLM answer (greedy) to a question, about an image when given."""
+    backend = ctx.require_backend(tool_name)
+    parts: list[Any] = []
+    if image_path is not None:
+        parts.append(ImagePart(str(ctx.input_path(image_path, what="image"))))
+    parts.append(TextPart(question))
+    base = ctx.generation or GenerationConfig()
+    config = base.model_copy(update={"max_tokens": max_tokens, "stop": []})
+    return backend.generate([Message("user", parts)], config).text.strip()
+
+
+@tool
+def visualizer(ctx: ToolContext, question: str, image_path: str) -> str:
+    """Answer a question about an image (describe it, read a chart, count things) with the vision model.
+
+    Args:
+        question: what to ask about the image
+        image_path: path of the image file
+    """
+    if not question.strip():
+        raise ToolError("visualizer needs a non-empty question")
+    return ask_vlm(ctx, "visualizer", question, image_path)
+
+
+def parse_boxes(text: str, width: int, height: int) -> list[list[int]]:
+    """Grounding boxes in 0-1000 coordinates, scaled to pixel [x1, y1, x2, y2] and clipped."""
+    boxes = []
+    for m in _BOX.finditer(text):
+        x1, y1, x2, y2 = (float(v) for v in m.groups())
+        x1, x2 = sorted((x1, x2))
+        y1, y2 = sorted((y1, y2))
+        box = [round(x1 * width / 1000), round(y1 * height / 1000),
+               round(x2 * width / 1000), round(y2 * height / 1000)]
+        box = [min(max(v, 0), lim) for v, lim in zip(box, (width, height, width, height))]
+        if box not in boxes:
+            boxes.append(box)
+    return boxes
+
+
+@tool
+def objectlocation(ctx: ToolContext, object: str, image_path: str) -> list[list[int]]:
+    """Find an object in an image; returns its bounding boxes [x1, y1, x2, y2] in pixels (empty if not found).
+
+    Args:
+        object: the object to find, in a few words
+        image_path: path of the image file
+    """
+    if not object.strip():
+        raise ToolError("objectlocation needs the name of an object")
+    path = ctx.input_path(image_path, what="image")
+    width, height = load_image(path).size
+    answer = ask_vlm(ctx, "objectlocation", f"Detect the bounding box of: {object}", str(path), 128)
+    return parse_boxes(answer, width, height)
+
+
+@lru_cache(maxsize=1)
+def _face_cascade() -> Any:
+    import cv2
+
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise ToolError("this OpenCV has no Haar face detector (OpenCV 5 dropped it): "
+                        'pip install "opencv-python>=4.8,<5"')
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    if cascade.empty():
+        raise ToolError("OpenCV's face model could not be loaded (reinstall opencv-python-headless)")
+    return cascade
+
+
+@tool
+def facedetection(ctx: ToolContext, image_path: str) -> list[list[int]]:
+    """Detect human faces in an image; returns a list of boxes [x1, y1, x2, y2] in pixels.
+
+    Args:
+        image_path: path of the image file
+    """
+    import cv2
+    import numpy as np
+
+    img = load_image(ctx.input_path(image_path, what="image"))
+    gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
+    gray = cv2.equalizeHist(gray)
+    side = max(24, min(img.size) // 20)
+    found = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    return [[int(x), int(y), int(x + w), int(y + h)] for (x, y, w, h) in found]

@@ -1,0 +1,197 @@
+"""The resumable runner: one record per finished item, resume after SIGKILL, shards, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eval_datasets import make_gta
+from t3edge.errors import T3Error
+from t3edge.eval.gta import load_gta
+from t3edge.eval.jobs import collect, merge
+from t3edge.eval.records import RunInfo, Shard, read_records, result_files, write_run_info
+from t3edge.eval.runner import Solved, gta_suite, run_suite
+from t3edge.trajectory import Step, Trajectory, iter_jsonl
+
+ANSWERS = {"0": "4", "1": "red", "2": "a car", "3": None, "4": "25%", "5": "5 dollars"}
+
+
+def stand_in(item) -> Solved:
+    """A deterministic stand-in for the agent: one code step, then the item's known answer."""
+    step = Step(index=0, raw_output="x", code="print(1)", error="boom" if item.id == "4" else None)
+    return Solved(Trajectory(task=item.task(), steps=[step], final_answer=ANSWERS[item.id], ended="final_answer"), [])
+
+
+def outcomes(folder: Path) -> list[dict]:
+    return [r.outcome() for r in collect([folder])[1]]
+
+
+def _suite(root: Path):
+    return gta_suite(load_gta(make_gta(root)), None, "none configured")
+
+
+def _info(root: Path, total: int = 6) -> RunInfo:
+    return RunInfo(benchmark="gta", data=str(root), model="stand-in", total=total)
+
+
+def test_records_one_line_per_item_and_resume_skips_finished(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+    out = tmp_path / "run"
+    calls: list[str] = []
+
+    def solve(item):
+        calls.append(item.id)
+        return stand_in(item)
+
+    first = run_suite(suite, solve, out, limit=3, progress=False)
+    assert (first.finished, first.total, first.ran) == (3, 3, 3)
+    again = run_suite(suite, solve, out, progress=False)
+    assert calls == ["0", "1", "2", "0", "1", "2", "3", "4", "5"][:3] + ["3", "4", "5"]
+    assert again.ran == 3 and again.complete
+    records = read_records(result_files(out))
+    assert [r.id for r in records] == ["0", "1", "2", "3", "4", "5"]
+    assert records[0].verdict.official == 1.0 and records[4].verdict.official == 0.0
+    assert records[4].verdict.lenient is True  # "25%" passes only the lenient protocol
+
+
+def test_a_torn_last_line_reruns_that_item_only(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+    out = tmp_path / "run"
+    run_suite(suite, stand_in, out, limit=2, progress=False)
+    path = out / "results.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[1][: len(lines[1]) // 2])  # killed mid-write of item 1
+    ran: list[str] = []
+    run_suite(suite, lambda it: (ran.append(it.id), stand_in(it))[1], out, progress=False)
+    assert ran == ["1", "2", "3", "4", "5"]
+    assert [r.id for r in read_records([path])] == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_failures_are_not_recorded_and_three_in_a_row_stop_the_run(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+    out = tmp_path / "run"
+
+    def flaky(item):
+        if item.id == "1":
+            raise RuntimeError("model crashed")
+        return stand_in(item)
+
+    outcome = run_suite(suite, flaky, out, progress=False)
+    assert outcome.failed == [("1", "RuntimeError: model crashed")] and outcome.finished == 5
+    assert run_suite(suite, stand_in, out, progress=False).ran == 1  # the rerun retries it
+
+    def broken(item):
+        raise RuntimeError("server down")
+
+    with pytest.raises(T3Error, match="3 items in a row failed"):
+        run_suite(suite, broken, tmp_path / "run2", progress=False)
+    assert read_records(result_files(tmp_path / "run2")) == []
+
+
+def test_shards_merge_into_exactly_the_single_run(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+    single = tmp_path / "single"
+    write_run_info(single, _info(tmp_path / "gta"))
+    run_suite(suite, stand_in, single, progress=False)
+    for i in range(3):
+        folder = tmp_path / f"shard{i}"
+        write_run_info(folder, _info(tmp_path / "gta"))
+        run_suite(suite, stand_in, folder, shard=Shard.parse(f"{i}/3"), progress=False)
+    assert sorted(r.id for r in collect([tmp_path / "shard1"])[1]) == ["1", "4"]
+    with pytest.raises(T3Error, match="4 of 6"):
+        merge([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    merge([tmp_path / f"shard{i}" for i in range(3)], tmp_path / "merged")
+    assert outcomes(tmp_path / "merged") == outcomes(single)
+    assert (tmp_path / "merged" / "report.md").is_file() and (tmp_path / "merged" / "plot.png").is_file()
+
+
+def test_shard_spec_and_run_identity(tmp_path: Path) -> None:
+    assert Shard.parse("2/4").holds(6) and not Shard.parse("2/4").holds(5)
+    for bad in ("4/4", "x", "1/0", "-1/2"):
+        with pytest.raises(T3Error):
+            Shard.parse(bad)
+    write_run_info(tmp_path, _info(tmp_path).model_copy(update={"data_sha256": "abc"}))
+    with pytest.raises(T3Error, match="another run"):
+        write_run_info(tmp_path, RunInfo(benchmark="gta", data=str(tmp_path), data_sha256="abc", model="other"))
+    with pytest.raises(T3Error, match="data_sha256"):
+        write_run_info(tmp_path, RunInfo(benchmark="gta", data=str(tmp_path), data_sha256="def", model="stand-in"))
+    # the same data in another place (another machine's shard) is the same run
+    write_run_info(tmp_path, RunInfo(benchmark="gta", data="/elsewhere", data_sha256="abc", model="stand-in"))
+
+
+_CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_eval_runner import stand_in, _suite
+from t3edge.eval.runner import run_suite
+
+def slow(item):
+    time.sleep(0.3)
+    return stand_in(item)
+
+run_suite(_suite(Path({data!r})), slow, Path({out!r}), progress=False, fsync=True)
+"""
+
+
+def _finished(folder: Path) -> int:
+    path = folder / "results.jsonl"
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_point_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    data = tmp_path / "gta"
+    straight = tmp_path / "straight"
+    run_suite(_suite(data), stand_in, straight, progress=False)
+    out = tmp_path / "killed"
+    script = _CHILD.format(tests=str(Path(__file__).parent), data=str(data), out=str(out))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    counts = []
+    for target in (1, 3, 4):  # kill as soon as `target` items are finished: mid-way through the next
+        child = subprocess.Popen([sys.executable, "-c", script], env=env)
+        while _finished(out) < target and child.poll() is None:
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        counts.append(_finished(out))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    ids = [obj["id"] for obj in iter_jsonl(out / "results.jsonl", on_bad_line="skip")]
+    assert sorted(ids) == ["0", "1", "2", "3", "4", "5"]  # no item twice, none lost
+    assert counts[0] >= 1 and counts == sorted(counts) and counts[-1] < 6
+    straight_outcomes = [r.outcome() for r in read_records(result_files(straight))]
+    assert [r.outcome() for r in read_records(result_files(out))] == straight_outcomes
+
+
+def test_compare_lists_the_items_whose_result_changed(tmp_path: Path) -> None:
+    from t3edge.eval.jobs import compare, report
+
+    suite = _suite(tmp_path / "gta")
+    base, other = tmp_path / "a", tmp_path / "b"
+    for folder, answers in ((base, ANSWERS), (other, {**ANSWERS, "0": "five", "5": "5 USD"})):
+        write_run_info(folder, _info(tmp_path / "gta"))
+        run_suite(suite, lambda it, a=answers: Solved(stand_in(it).trajectory.model_copy(
+            update={"final_answer": a[it.id]}), []), folder, progress=False)
+    result = compare(base, other)
+    assert [(c["id"], c["a"], c["b"]) for c in result["changed"]] == [("0", 1.0, 0.0)]  # "5 USD" still right
+    assert result["a"]["metrics"]["official"]["answer_acc_objective"] == pytest.approx(75.0)
+    assert result["b"]["metrics"]["official"]["answer_acc_objective"] == pytest.approx(50.0)
+    summary = report(base)
+    assert summary["complete"] and "code_exec" in summary["metrics"]["t3agent"]
+
+
+def test_report_of_an_unfinished_run_says_so(tmp_path: Path) -> None:
+    from t3edge.eval.jobs import report
+
+    folder = tmp_path / "run"
+    write_run_info(folder, _info(tmp_path / "gta"))
+    run_suite(_suite(tmp_path / "gta"), stand_in, folder, limit=2, progress=False)
+    summary = report(folder)
+    assert (summary["finished"], summary["total"], summary["complete"]) == (2, 6, False)
+    assert "incomplete" in (folder / "report.md").read_text()
