@@ -101,6 +101,10 @@ class MLXBackend(Backend):
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "pixel_values", "attention_mask")}
         if config.seed is not None:
             mx.random.seed(config.seed)
+        lm = self.model.language_model
+        for attr in ("_position_ids", "_rope_deltas"):  # Qwen M-RoPE state left by a previous call
+            if hasattr(lm, attr):
+                setattr(lm, attr, None)
         own_cache = mlx_cache.make_prompt_cache(self.model.language_model)
         state = self._state
         prefix_cache = state.cache

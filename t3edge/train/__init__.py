@@ -1,0 +1,1 @@
+"""Trajectory tuning on MLX: trajectories to masked samples, LoRA / QLoRA with resume, fuse."""
