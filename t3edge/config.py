@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "eval": "t3edge.eval.config:EvalConfig",
     "synth": "synth.config:SynthConfig",
     "train": "t3edge.train.config:TrainConfig",
+    "tui": "tui.settings:TuiConfig",
 }
 
 

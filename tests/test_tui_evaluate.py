@@ -1,0 +1,45 @@
+"""The evaluation screen runs the real evaluation runner on a small invented GTA-format dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from eval_datasets import GTA_ITEMS, make_gta
+from textual.widgets import DataTable, Input, Markdown, ProgressBar
+from tui_helpers import make_app, own_data_dir, pilot_test, wait_for  # noqa: F401 (own_data_dir: autouse)
+
+from tui.screens.evaluate import EvaluateScreen
+
+
+@pytest.mark.slow
+@pilot_test
+async def test_evaluation_screen_runs_reports_and_resumes(tmp_path: Path) -> None:
+    data = make_gta(tmp_path / "gta", {k: GTA_ITEMS[k] for k in ("0", "1", "4")})
+    script = tmp_path / "answers.jsonl"
+    script.write_text(json.dumps("Thought: count.\nCode:\n```py\nfinal_answer('4 apples')\n```<end_action>") + "\n")
+    app = make_app(tmp_path, [])
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press("f4")
+        screen = app.screen
+        assert isinstance(screen, EvaluateScreen)
+        screen.query_one("#data", Input).value = str(data)
+        screen.query_one("#model", Input).value = f"replay:{script}"
+        screen.query_one("#limit", Input).value = "2"
+        screen.start()
+        await wait_for(pilot, lambda: not screen.running, limit_s=120)
+        await pilot.pause()
+        table = screen.query_one(DataTable)
+        assert table.row_count == 2
+        assert [str(table.get_cell_at((r, 3))) for r in range(2)] == ["✓", "✗"]  # "4 apples" fits item 0 only
+        assert screen.query_one(ProgressBar).progress == 2
+        assert screen.folder is not None and (screen.folder / "report.md").is_file()
+        assert screen.query(Markdown)
+
+        # the same settings again: everything is already done, nothing runs twice
+        screen.start()
+        await wait_for(pilot, lambda: not screen.running, limit_s=60)
+        assert len((screen.folder / "results.jsonl").read_text().splitlines()) == 2
+        await pilot.press("escape")
+        assert app.screen is app.chat

@@ -1,0 +1,84 @@
+"""The thread side of the app: loading a model and running the agent, reported as Textual messages.
+
+Both run in Textual thread workers so the interface never waits on a model. The agent's own event
+stream is forwarded as it comes; nothing here re-implements the loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+from textual.message_pump import MessagePump
+
+from t3edge.backends import Backend, load_backend
+from t3edge.errors import T3Error
+from t3edge.models import BackendKind
+from t3edge.trajectory import Task
+
+if TYPE_CHECKING:  # the agent package (with its tools) is imported off the start-up path
+    from t3edge.agent.events import AgentEvent
+
+
+class ModelLoaded(Message):
+    def __init__(self, spec: str, backend: Backend) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backend = backend
+
+
+class ModelFailed(Message):
+    def __init__(self, spec: str, error: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.error = error
+
+
+class AgentEventMessage(Message):
+    def __init__(self, event: AgentEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RunCrashed(Message):
+    """The run stopped with an exception instead of a RunFinished event."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line for a user-facing error; the type and last frame for anything else."""
+    if isinstance(exc, T3Error):
+        return str(exc)
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def load_model(target: MessagePump, spec: str, kind: BackendKind | None, adapter: str | None) -> None:
+    """Load a backend and post ModelLoaded or ModelFailed to `target`."""
+    try:
+        import t3edge.agent  # noqa: F401 - loads the agent and its tools now, not on the first message
+
+        backend = load_backend(spec, backend=kind, adapter=adapter)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is shown; the app stays usable
+        target.post_message(ModelFailed(spec, describe(exc)))
+        return
+    target.post_message(ModelLoaded(spec, backend))
+
+
+def run_agent(target: MessagePump, backend: Backend, task: Task, cancel: threading.Event) -> None:
+    """Run the agent on `task`, posting each event; an exception becomes RunCrashed."""
+    from t3edge.agent import Agent
+    from t3edge.agent.config import load_agent_config
+
+    try:
+        agent = Agent(backend, config=load_agent_config())
+        for event in agent.run(task, cancel=cancel):
+            target.post_message(AgentEventMessage(event))
+    except Exception as exc:  # noqa: BLE001 - a crashing backend or tool must not take the app down
+        target.post_message(RunCrashed(describe(exc)))

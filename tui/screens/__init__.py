@@ -1,0 +1,1 @@
+"""Screens of the terminal app: chat, model picker, attachment picker, sessions, evaluation."""

@@ -1,0 +1,244 @@
+"""The chat screen: the conversation log, attachment chips, the message box and the status line.
+
+Each message sent is one agent run on the attached files. The run streams into the log step by step;
+the log follows new output only while it is scrolled to the bottom.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from t3edge.errors import T3Error
+from t3edge.trajectory import Attachment, Task, Trajectory, file_kind
+from tui.runner import AgentEventMessage, RunCrashed, run_agent
+from tui.widgets.attachments import AttachmentBar
+from tui.widgets.prompt import PromptInput
+from tui.widgets.status import StatusLine
+from tui.widgets.steps import FinalAnswerView, Notice, StepView, UserMessage
+
+if TYPE_CHECKING:
+    from tui.app import T3App
+
+ENDINGS = {
+    "final_answer": ("Done.", "info"),
+    "step_limit": ("Stopped: the step limit was reached.", "warn"),
+    "error_limit": ("Stopped: too many errors in a row.", "warn"),
+    "cancelled": ("Cancelled.", "warn"),
+    "backend_error": ("Stopped: the model backend failed.", "error"),
+    "context_full": ("Stopped: the model's context is full. Start a new chat (ctrl+n).", "error"),
+}
+
+
+def ending_notice(traj: Trajectory) -> Notice:
+    """How a run ended, with the backend's error when there was one."""
+    text, kind = ENDINGS.get(traj.ended or "", (f"Ended: {traj.ended}", "info"))
+    detail = f"  {traj.meta['error']}" if traj.meta.get("error") else ""
+    return Notice(f"{text}{detail}  {len(traj.steps)} steps · {traj.seconds:.1f}s", kind)
+
+
+class ChatScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel run", id="chat.cancel")]
+
+    app: T3App
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel_event: threading.Event | None = None
+        self.steps: dict[int, StepView] = {}
+        self.warned_context = False
+        self.runs_ended = 0
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(warn_ratio=self.app.config.context_warn_ratio, id="status")
+        yield VerticalScroll(id="log")
+        yield AttachmentBar(id="attachments")
+        yield PromptInput(id="prompt")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.log_view.anchor()
+        self.prompt.focus()
+        await self.app.chat_ready()
+
+    # -- parts -----------------------------------------------------------------------------------
+
+    @property
+    def log_view(self) -> VerticalScroll:
+        return self.query_one("#log", VerticalScroll)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def attachments(self) -> AttachmentBar:
+        return self.query_one(AttachmentBar)
+
+    @property
+    def running(self) -> bool:
+        return self.cancel_event is not None
+
+    # -- attachments -----------------------------------------------------------------------------
+
+    def attach(self, path: Path) -> bool:
+        """Add a file to the next message; refuse what the model cannot take."""
+        if not path.is_file():
+            self.notify(f"Not a file: {path}", severity="error")
+            return False
+        backend = self.app.backend
+        if file_kind(path) == "image" and backend is not None and not backend.supports_images:
+            self.notify(
+                f"{backend.model_id} is a text-only model: it cannot look at {path.name}. "
+                "Pick a vision model (ctrl+l) to use images.",
+                severity="error", timeout=8,
+            )
+            return False
+        if not self.attachments.add(path):
+            self.notify(f"{path.name} is already attached")
+        return True
+
+    @on(AttachmentBar.Changed)
+    def _attachments_changed(self) -> None:
+        self.prompt.focus()
+
+    @on(PromptInput.PathsPasted)
+    def _paths_pasted(self, event: PromptInput.PathsPasted) -> None:
+        for path in event.paths:
+            self.attach(path)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    def _submitted(self, event: PromptInput.Submitted) -> None:
+        self.send(event.text)
+
+    def send(self, text: str) -> None:
+        query = text.strip()
+        if not query:
+            return
+        if self.running:
+            self.notify("A run is in progress: wait for it, or press Esc to cancel it.", severity="warning")
+            return
+        backend = self.app.backend
+        if backend is None:
+            self.notify(self.app.model_problem or "The model is still loading…", severity="warning")
+            return
+        paths = self.attachments.paths
+        if not backend.supports_images and any(file_kind(p) == "image" for p in paths):
+            self.notify(f"{backend.model_id} is text-only: remove the image attachments.", severity="error")
+            return
+        try:
+            task = Task(id=uuid.uuid4().hex[:12], query=query, attachments=[Attachment.from_path(p) for p in paths])
+        except T3Error as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.prompt.clear()
+        self.attachments.clear()
+        self.steps = {}
+        self.warned_context = False
+        self.log_view.mount(UserMessage(task.query, task.attachments))
+        self.log_view.anchor()
+        self.cancel_event = threading.Event()
+        self.status.state = "running"
+        cancel = self.cancel_event
+        self.run_worker(
+            lambda: run_agent(self, backend, task, cancel), thread=True, group="agent",
+            name="agent-run", exit_on_error=False,
+        )
+
+    def action_cancel(self) -> None:
+        if self.cancel_event is not None and not self.cancel_event.is_set():
+            self.cancel_event.set()
+            self.status.state = "cancelling…"
+
+    # -- the event stream ------------------------------------------------------------------------
+
+    @on(AgentEventMessage)
+    async def _agent_event(self, message: AgentEventMessage) -> None:
+        # Matched by class name: the agent package is not imported until a model loads or a run starts.
+        event: Any = message.event
+        kind = type(event).__name__
+        if kind == "StepStarted":
+            view = StepView(event.index, previews=self.app.config.image_previews)
+            self.steps[event.index] = view
+            await self.log_view.mount(view)
+        elif kind == "TokenDelta":
+            self._step(event.index).add_delta(event.text)
+        elif kind == "CodeParsed":
+            self._step(event.index).show_code(event.thought, event.code)
+        elif kind == "ParseFailed":
+            self._step(event.index).show_problem(event.message)
+        elif kind == "ObservationEvent":
+            self._step(event.index).show_observation(event.text, event.produced_files)
+        elif kind == "StepError":
+            self._step(event.index).show_error(event.error)
+        elif kind == "StepFinished":
+            await self._step(event.step.index).finish(event.step)
+            self._track_context(event.step.tokens_in + event.step.tokens_out)
+        elif kind == "FinalAnswer":
+            await self.log_view.mount(FinalAnswerView(event.answer))
+        elif kind == "RunFinished":
+            self._finished(event.trajectory)
+
+    def _step(self, index: int) -> StepView:
+        view = self.steps.get(index)
+        if view is None:  # an event for a step whose start was not seen: show it anyway
+            view = StepView(index, previews=self.app.config.image_previews)
+            self.steps[index] = view
+            self.log_view.mount(view)
+        return view
+
+    def _track_context(self, used: int) -> None:
+        self.status.context_used = used
+        if self.status.near_limit and not self.warned_context:
+            self.warned_context = True
+            self.notify(
+                f"The conversation uses {used:,} of {self.status.context_size:,} context tokens: "
+                "the model may soon lose the start. Start a new chat (ctrl+n) for a new topic.",
+                severity="warning", timeout=10,
+            )
+
+    def _finished(self, traj: Trajectory) -> None:
+        self._end_run()
+        self.log_view.mount(ending_notice(traj))
+        self.app.save_run(traj)
+
+    @on(RunCrashed)
+    def _crashed(self, message: RunCrashed) -> None:
+        self._end_run()
+        self.log_view.mount(Notice(f"The run failed: {message.error}", "error"))
+
+    def _end_run(self) -> None:
+        for view in self.steps.values():
+            if view.step is None:
+                view.stop("cancelled" if self.cancel_event and self.cancel_event.is_set() else "stopped")
+        self.cancel_event = None
+        self.runs_ended += 1
+        self.status.state = "ready"
+
+    # -- showing saved runs ----------------------------------------------------------------------
+
+    async def show_runs(self, runs: list[Trajectory]) -> None:
+        """Replace the log with saved runs, every step included (collapsed)."""
+        await self.log_view.remove_children()
+        for traj in runs:
+            await self.log_view.mount_all(self.app.run_widgets(traj))
+        self.log_view.anchor()
+
+    async def clear(self) -> None:
+        await self.log_view.remove_children()
+        self.status.context_used = 0
