@@ -19,9 +19,9 @@ def key(white, black=None) -> AnswerKey:
     ("There are 14 apples.", [["4"]], None, False),  # word boundary: 4 inside 14 is no match
     ("fourteen", [["four"]], None, False),
     ("It costs 5.5 dollars", [["5"]], None, True),  # quirk: "5" matches inside "5.5"
-    ("It is 25% of it", [["25%"]], None, False),  # quirk: an alias ending in % never matches
+    ("It is 25% of it", [["25%"]], None, False),  # quirk: "%" then a space is no word boundary, so no match
     ("25%", [["25%"]], None, False),
-    ("It costs $5", [["$5"]], None, False),  # quirk: an alias starting with $ never matches
+    ("It costs $5", [["$5"]], None, False),  # quirk: a space then "$" is no word boundary, so no match
     ("red and blue", [["red"], ["blue"]], None, True),  # every group must match
     ("red only", [["red"], ["blue"]], None, False),
     ("The car is red", [["red"]], [["dark red"]], True),

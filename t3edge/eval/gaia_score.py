@@ -86,7 +86,8 @@ class GAIAVerdict(BaseModel):
 
 
 def score_gaia(item: GAIAItem, prediction: str | None) -> GAIAVerdict:
+    """Score as the leaderboard scores our submission file, where no answer is written as ""."""
     return GAIAVerdict(
         level=item.level, answered=bool(prediction),
-        correct=question_scorer(prediction, item.final_answer or "") if item.has_answer else None,
+        correct=question_scorer(prediction or "", item.final_answer or "") if item.has_answer else None,
     )

@@ -2,8 +2,9 @@
 
 Official check: each whitelist group must match `\\b(?:alias|alias...)\\b` (aliases regex-escaped,
 case-insensitive); when a blacklist is given, no blacklist alias may match the same way. Because
-`\\b` needs a word character on one side, an alias that starts or ends with a non-word character
-("25%", "$5") can never match, while "5" matches inside "5.5".
+`\\b` needs a word character on exactly one side, an alias that starts or ends with a non-word
+character only matches beside a word character ("25%" matches in "25%off", not in "25% of it";
+"$5" in "US$5", not in "costs $5"), while "5" matches inside "5.5".
 
 T3-Agent's protocol: every whitelist group has an alias that is a case-insensitive substring of
 the answer; the blacklist is ignored; only dict (objective) answers are scored.
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -43,8 +44,13 @@ def _pattern(aliases: Iterable[str]) -> str:
     return r"\b(?:" + "|".join(re.escape(alias) for alias in aliases) + r")\b"
 
 
-def official_correct(prediction: str, key: AnswerKey) -> bool:
-    """GTA's own answer check, exactly as released."""
+def _key(key: AnswerKey | Mapping[str, Any]) -> AnswerKey:
+    return key if isinstance(key, AnswerKey) else AnswerKey.model_validate(key)
+
+
+def official_correct(prediction: str, key: AnswerKey | Mapping[str, Any]) -> bool:
+    """GTA's own answer check, exactly as released (`key` may be the raw `gt_answer` dict)."""
+    key = _key(key)
     matched = sum(1 for group in key.whitelist if re.search(_pattern(group), prediction, re.IGNORECASE))
     if matched != len(key.whitelist):
         return False
@@ -54,10 +60,10 @@ def official_correct(prediction: str, key: AnswerKey) -> bool:
     return re.search(banned, prediction, re.IGNORECASE) is None
 
 
-def lenient_correct(prediction: str, key: AnswerKey) -> bool:
+def lenient_correct(prediction: str, key: AnswerKey | Mapping[str, Any]) -> bool:
     """T3-Agent's check: a substring of some alias in every whitelist group; no blacklist."""
     lowered = prediction.lower()
-    return all(any(alias.lower() in lowered for alias in group) for group in key.whitelist)
+    return all(any(alias.lower() in lowered for alias in group) for group in _key(key).whitelist)
 
 
 class GTAVerdict(BaseModel):

@@ -27,7 +27,10 @@ def code_exec(trajectories: Sequence[Trajectory]) -> tuple[int, int]:
 
 
 def tool_accuracy(pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> tuple[int, int]:
-    """(matches, reference calls): the k-th tool call against the reference's k-th, per item."""
+    """(matches, reference calls): the k-th tool call against the reference's k-th, per item.
+
+    T3-Agent defines ToolAcc as tool-selection accuracy without a formula; this positional reading
+    is ours (docs/eval.md)."""
     hits = total = 0
     for predicted, reference in pairs:
         total += len(reference)
@@ -37,7 +40,9 @@ def tool_accuracy(pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> tuple
 
 def tool_f1(verdicts: Sequence[GTAVerdict]) -> dict[str, float | None]:
     """GTA's per-category tool F1: a reference call counts as found when the item's prediction
-    called that tool at all; precision divides by every predicted call of the category."""
+    called that tool at all (failed calls too); precision divides by every predicted call of the
+    category, so it can exceed 1, as in GTA. None where a category has no reference call (GTA
+    divides by zero there)."""
     found = dict.fromkeys(CATEGORIES, 0)
     predicted = dict.fromkeys(CATEGORIES, 0)
     reference = dict.fromkeys(CATEGORIES, 0)
