@@ -137,10 +137,26 @@ class T3App(App[None]):
         self.store.add_run(self.session_id, traj)
 
     async def open_session(self, session_id: str) -> None:
+        from t3edge.conversation import chat_chain
+
         info = self.store.get(session_id)
         self.session_id = session_id
-        await self.chat.show_runs(self.store.runs(session_id))
+        runs = self.store.runs(session_id)
+        try:
+            history = chat_chain(runs)
+        except T3Error as exc:
+            history = []
+            self.notify(f"This chat cannot be continued ({exc}); the next message starts afresh.",
+                        severity="warning", timeout=10)
+        await self.chat.show_runs(runs, history)
         self.sub_title = info.title
+
+    def continuable(self, traj: Trajectory) -> Trajectory:
+        """A saved run whose attachments are readable again (stored copies of files since gone)."""
+        attachments = [self._available(a) for a in traj.task.attachments]
+        if attachments == traj.task.attachments:
+            return traj
+        return traj.model_copy(update={"task": traj.task.model_copy(update={"attachments": attachments})})
 
     def run_widgets(self, traj: Trajectory) -> list[Widget]:
         """A saved run as it looked live: message, every step (collapsed), answer, how it ended."""

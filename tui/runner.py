@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -16,7 +17,7 @@ from textual.message_pump import MessagePump
 from t3edge.backends import Backend, load_backend
 from t3edge.errors import T3Error
 from t3edge.models import BackendKind
-from t3edge.trajectory import Task
+from t3edge.trajectory import Task, Trajectory
 
 if TYPE_CHECKING:  # the agent package (with its tools) is imported off the start-up path
     from t3edge.agent.events import AgentEvent
@@ -71,14 +72,27 @@ def load_model(target: MessagePump, spec: str, kind: BackendKind | None, adapter
     target.post_message(ModelLoaded(spec, backend))
 
 
-def run_agent(target: MessagePump, backend: Backend, task: Task, cancel: threading.Event) -> None:
-    """Run the agent on `task`, posting each event; an exception becomes RunCrashed."""
+def run_agent(target: MessagePump, backend: Backend, task: Task, cancel: threading.Event,
+              history: Sequence[Trajectory] = ()) -> None:
+    """Run the agent on `task` (continuing the chat's earlier runs in `history`), posting each
+    event; an exception becomes RunCrashed."""
     from t3edge.agent import Agent
     from t3edge.agent.config import load_agent_config
 
     try:
         agent = Agent(backend, config=load_agent_config())
-        for event in agent.run(task, cancel=cancel):
+        for event in agent.run(task, cancel=cancel, history=history):
             target.post_message(AgentEventMessage(event))
     except Exception as exc:  # noqa: BLE001 - a crashing backend or tool must not take the app down
         target.post_message(RunCrashed(describe(exc)))
+
+
+def followup_problem(backend: Backend, history: Sequence[Trajectory], task: Task) -> str | None:
+    """Why `task` cannot continue the chat `history` with this model (its context would overflow,
+    or it cannot see the chat's images), or None."""
+    from t3edge.agent import Agent
+    from t3edge.agent.config import load_agent_config
+
+    if not backend.supports_images and any(traj.task.images for traj in history):
+        return f"{backend.model_id} is a text-only model and the chat has images"
+    return Agent(backend, config=load_agent_config()).followup_overflow(history, task)

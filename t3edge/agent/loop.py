@@ -1,9 +1,10 @@
 """The agent loop: model output -> parsed code -> sandboxed execution -> observation, as events.
 
-One run is one conversation that only grows (images in the first user message only), so backends
-can reuse their KV prefix. Each model call becomes a Step; parse failures and code errors are
-explicit steps with corrective feedback and count toward the error limit; at the step limit the
-model is asked once more for a final answer.
+One run is one conversation that only grows (images only in the user message of the task that
+attached them), so backends can reuse their KV prefix; a follow-up run continues the conversation
+of earlier runs of the same chat (`run(task, history=...)`). Each model call becomes a Step; parse
+failures and code errors are explicit steps with corrective feedback and count toward the error
+limit; at the step limit the model is asked once more for a final answer.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from t3edge.agent.config import AgentConfig
 from t3edge.agent.events import (
@@ -31,9 +34,16 @@ from t3edge.agent.events import (
 )
 from t3edge.agent.executor import ExecResult, Sandbox
 from t3edge.agent.prompt import system_prompt
-from t3edge.backends.base import Backend, Completion, Message, TextDelta
+from t3edge.backends.base import Backend, Completion, ImagePart, Message, TextDelta
 from t3edge.config import data_dir
-from t3edge.conversation import first_messages, step_messages
+from t3edge.conversation import (
+    CONTINUES,
+    chat_messages,
+    check_chain,
+    first_messages,
+    followup_messages,
+    step_messages,
+)
 from t3edge.errors import ContextFull, T3Error
 from t3edge.protocol import (
     END_ACTION,
@@ -92,36 +102,58 @@ class Agent:
     def system_prompt(self) -> str:
         return system_prompt(self.tools, self.config.allowed_imports)
 
-    def run_to_end(self, task: Task, cancel: threading.Event | None = None) -> Trajectory:
-        """Run a task and return its Trajectory."""
+    def run_to_end(self, task: Task, cancel: threading.Event | None = None,
+                   history: Sequence[Trajectory] = ()) -> Trajectory:
+        """Run a task (a follow-up when `history` is given) and return its Trajectory."""
         trajectory: Trajectory | None = None
-        for event in self.run(task, cancel):
+        for event in self.run(task, cancel, history):
             if isinstance(event, RunFinished):
                 trajectory = event.trajectory
         assert trajectory is not None
         return trajectory
 
-    def run(self, task: Task, cancel: threading.Event | None = None) -> Iterator[AgentEvent]:
+    def run(self, task: Task, cancel: threading.Event | None = None,
+            history: Sequence[Trajectory] = ()) -> Iterator[AgentEvent]:
         """Yield the run's events; the last is RunFinished(trajectory). Setting `cancel` stops the
-        run (even mid-generation) with `ended == "cancelled"`."""
-        workspace = self.workspace_for(task).resolve()
+        run (even mid-generation) with `ended == "cancelled"`.
+
+        `history`: the earlier runs of the same chat, in order (each continuing the ones before
+        it). The run then continues their conversation with `task` as a new user turn, in the
+        chat's working folder, with the earlier attachments still readable; the trajectory records
+        them in `meta["continues"]`. Variables of earlier runs' code do not carry over.
+        """
+        history = list(history)
+        check_chain(history)
+        if history and history[0].system_prompt is None:
+            raise T3Error(f"run {history[0].task.id!r} has no system prompt, so it cannot be continued")
+        workspace = self._workspace(task, history).resolve()
         workspace.mkdir(parents=True, exist_ok=True)
-        attachments = [Path(a.path).resolve() for a in task.attachments]
+        earlier = [Path(a.path).resolve() for h in history for a in h.task.attachments
+                   if Path(a.path).is_file()]
+        attachments = list(dict.fromkeys([*earlier, *(Path(a.path).resolve() for a in task.attachments)]))
         _link_attachments(attachments, workspace)
         ctx = ToolContext(workspace=workspace, backend=self.backend, allowed_files=attachments,
                           web=self.config.web, generation=self.config.generation)
         tools = self.tools.with_context(ctx)
+        text = task_message(task.query, [a.path for a in task.attachments])
+        images = [a.path for a in task.images]
+        meta: dict[str, Any] = {"workspace": str(workspace)}
+        if history:
+            prompt = history[0].system_prompt or ""
+            messages = followup_messages(chat_messages(history), text, images)
+            meta[CONTINUES] = [h.task.id for h in history]
+        else:
+            prompt = system_prompt(tools, self.config.allowed_imports)
+            messages = first_messages(prompt, text, images)
         traj = Trajectory(
-            task=task, system_prompt=system_prompt(tools, self.config.allowed_imports),
-            task_message=task_message(task.query, [a.path for a in task.attachments]),
-            model=self.backend.model_id, backend=self.backend.name, started_at=time.time(),
-            meta={"workspace": str(workspace)},
+            task=task, system_prompt=prompt, task_message=text, model=self.backend.model_id,
+            backend=self.backend.name, started_at=time.time(), meta=meta,
         )
         start = time.perf_counter()
         sandbox = Sandbox(tools, workspace, read_files=attachments, config=self.config)
         sandbox.prestart()
         try:
-            yield from self._loop(traj, sandbox, cancel)
+            yield from self._loop(traj, messages, _last_step(history), sandbox, cancel)
         finally:
             sandbox.stop()
             traj.seconds = time.perf_counter() - start
@@ -132,11 +164,29 @@ class Agent:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _loop(self, traj: Trajectory, sandbox: Sandbox,
+    def _workspace(self, task: Task, history: Sequence[Trajectory]) -> Path:
+        """A follow-up works in its chat's folder (unless this agent was given one)."""
+        chat_folder = history[0].meta.get("workspace") if history else None
+        if self.workspace is None and isinstance(chat_folder, str):
+            return Path(chat_folder)
+        return self.workspace_for(task)
+
+    def followup_overflow(self, history: Sequence[Trajectory], task: Task) -> str | None:
+        """Why a follow-up `task` on `history` would not fit the backend's context (estimated as
+        the loop does before each call), or None when it fits or there is no history."""
+        if not history:
+            return None
+        if history[-1].ended == "context_full":
+            why = history[-1].meta.get("error", "context full")
+            return f"the chat already filled the model's context ({why})"
+        messages = followup_messages(chat_messages(history),
+                                     task_message(task.query, [a.path for a in task.attachments]),
+                                     [a.path for a in task.images])
+        return self._context_overflow(messages, _last_step(history))
+
+    def _loop(self, traj: Trajectory, messages: list[Message], earlier_step: Step | None, sandbox: Sandbox,
               cancel: threading.Event | None) -> Generator[AgentEvent, None, None]:
         cfg = self.config
-        messages: list[Message] = first_messages(
-            traj.system_prompt or "", traj.task_message or "", [a.path for a in traj.task.images])
         errors = 0
         final_request = False
         while True:
@@ -150,7 +200,7 @@ class Agent:
             if cancel is not None and cancel.is_set():
                 traj.ended = "cancelled"
                 return
-            overflow = self._context_overflow(traj)
+            overflow = self._context_overflow(messages, traj.steps[-1] if traj.steps else earlier_step)
             if overflow:
                 traj.ended = "context_full"
                 traj.meta["error"] = overflow
@@ -194,19 +244,38 @@ class Agent:
                 traj.ended = "step_limit"
                 return
 
-    def _context_overflow(self, traj: Trajectory) -> str | None:
+    def _context_overflow(self, messages: Sequence[Message], last: Step | None) -> str | None:
         """Why the next call would not fit the backend's context (estimated from the last call's
-        token counts, the new feedback at ~4 characters a token, and the generation budget)."""
+        token counts, what follows its output: text at ~4 characters a token and new images by
+        the image policy, and the generation budget)."""
         limit = self.backend.context_length
-        if not limit or not traj.steps:
+        if not limit or last is None:
             return None
-        last = traj.steps[-1]
-        needed = (last.tokens_in + last.tokens_out + len(last.feedback or "") // 4
-                  + self.config.generation.max_tokens)
+        new_tokens = 0
+        for message in reversed(messages):
+            if message.role == "assistant":
+                break
+            new_tokens += len(message.text) // 4 + sum(self._image_tokens(p) for p in message.images)
+        needed = last.tokens_in + last.tokens_out + new_tokens + self.config.generation.max_tokens
         if needed <= limit:
             return None
         return (f"the conversation needs about {needed} tokens with the next answer, more than the "
                 f"model's context of {limit}; raise backend.context_length or lower max_tokens")
+
+    def _image_tokens(self, part: ImagePart) -> int:
+        """About how many tokens an image takes after the backend's image policy (0 if unreadable:
+        the backend then reports it)."""
+        try:
+            if isinstance(part.image, Image.Image):
+                size = part.image.size
+            else:
+                with Image.open(part.image) as img:
+                    size = img.size
+        except (OSError, ValueError):
+            return 0
+        policy = self.backend.image_policy
+        width, height = policy.target_size(*size)
+        return width * height // policy.factor**2
 
     def _generate(self, messages: list[Message], index: int,
                   cancel: threading.Event | None) -> Generator[AgentEvent, None, Completion | None]:
@@ -269,3 +338,11 @@ class Agent:
         step.feedback = observation_message(index, result.logs)
         yield ObservationEvent(index, step.feedback.split("\n", 1)[1], step.produced_files)
         return step, None
+
+
+def _last_step(history: Sequence[Trajectory]) -> Step | None:
+    """The last model call of a chat's earlier runs (the best count of the context they use)."""
+    for traj in reversed(history):
+        if traj.steps:
+            return traj.steps[-1]
+    return None

@@ -1,6 +1,7 @@
 """The chat screen: the conversation log, attachment chips, the message box and the status line.
 
-Each message sent is one agent run on the attached files. The run streams into the log step by step;
+Each message sent is one agent run on the attached files that continues the chat: the model sees the
+chat's earlier runs (`history`) before the new message. The run streams into the log step by step;
 the log follows new output only while it is scrolled to the bottom.
 """
 
@@ -20,7 +21,8 @@ from textual.widgets import Footer
 
 from t3edge.errors import T3Error
 from t3edge.trajectory import Attachment, Task, Trajectory, file_kind
-from tui.runner import AgentEventMessage, RunCrashed, run_agent
+from tui.runner import AgentEventMessage, RunCrashed, followup_problem, run_agent
+from tui.screens.dialogs import Confirm
 from tui.widgets.attachments import AttachmentBar
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status import StatusLine
@@ -57,6 +59,7 @@ class ChatScreen(Screen[None]):
         self.steps: dict[int, StepView] = {}
         self.warned_context = False
         self.runs_ended = 0
+        self.history: list[Trajectory] = []  # the chat's finished runs, each continuing the ones before
 
     def compose(self) -> ComposeResult:
         yield StatusLine(warn_ratio=self.app.config.context_warn_ratio, id="status")
@@ -146,6 +149,11 @@ class ChatScreen(Screen[None]):
         except T3Error as exc:
             self.notify(str(exc), severity="error")
             return
+        history = [self.app.continuable(traj) for traj in self.history]
+        problem = followup_problem(backend, history, task) if history else None
+        if problem is not None:
+            self.offer_new_chat(query, problem)
+            return
         self.prompt.clear()
         self.attachments.clear()
         self.steps = {}
@@ -156,8 +164,28 @@ class ChatScreen(Screen[None]):
         self.status.state = "running"
         cancel = self.cancel_event
         self.run_worker(
-            lambda: run_agent(self, backend, task, cancel), thread=True, group="agent",
+            lambda: run_agent(self, backend, task, cancel, history), thread=True, group="agent",
             name="agent-run", exit_on_error=False,
+        )
+
+    def offer_new_chat(self, query: str, problem: str, attachments: list[Path] | None = None) -> None:
+        """The message cannot continue this chat: offer to send it in a new chat instead (with
+        `attachments` attached again when the message had already been taken from the box)."""
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self.app.action_new_chat()
+                for path in attachments or []:
+                    if path not in self.attachments.paths:
+                        self.attach(path)
+                self.send(query)
+            else:
+                self.notify("Start a new chat (ctrl+n) to go on with a fresh context.", severity="warning")
+
+        self.app.push_screen(
+            Confirm(f"This chat cannot go on: {problem}.\n"
+                    "Start a new chat with this message (the model will not see the earlier ones)?"),
+            answered,
         )
 
     def action_cancel(self) -> None:
@@ -215,7 +243,12 @@ class ChatScreen(Screen[None]):
     def _finished(self, traj: Trajectory) -> None:
         self._end_run()
         self.log_view.mount(ending_notice(traj))
+        self.history.append(traj)
         self.app.save_run(traj)
+        if traj.ended == "context_full" and not traj.steps and traj.meta.get("continues"):
+            # a follow-up that the model could not even start: offer to ask it afresh
+            self.offer_new_chat(traj.task.query, traj.meta.get("error", "the model's context is full"),
+                                [Path(a.path) for a in traj.task.attachments])
 
     @on(RunCrashed)
     def _crashed(self, message: RunCrashed) -> None:
@@ -232,13 +265,18 @@ class ChatScreen(Screen[None]):
 
     # -- showing saved runs ----------------------------------------------------------------------
 
-    async def show_runs(self, runs: list[Trajectory]) -> None:
-        """Replace the log with saved runs, every step included (collapsed)."""
+    async def show_runs(self, runs: list[Trajectory], history: list[Trajectory]) -> None:
+        """Replace the log with saved runs, every step included (collapsed); the next message
+        continues `history` (the chat the last run ends)."""
         await self.log_view.remove_children()
         for traj in runs:
             await self.log_view.mount_all(self.app.run_widgets(traj))
         self.log_view.anchor()
+        self.history = history
+        steps = [step for traj in history for step in traj.steps]
+        self.status.context_used = steps[-1].tokens_in + steps[-1].tokens_out if steps else 0
 
     async def clear(self) -> None:
         await self.log_view.remove_children()
+        self.history = []
         self.status.context_used = 0
