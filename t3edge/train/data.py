@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from t3edge.backends.base import Message
 from t3edge.backends.mlx import hf_messages
-from t3edge.conversation import trajectory_messages
+from t3edge.conversation import CONTINUES, chat_chain, chat_messages, trajectory_messages
 from t3edge.errors import BadInput, T3Error
 from t3edge.images import ImagePolicy, load_image, normalize_image
 from t3edge.trajectory import BadLine, Trajectory, from_mmtraj, iter_jsonl
@@ -116,15 +116,24 @@ class SampleEncoder:
             out.append(self.image_token * n + piece)
         return "".join(out)
 
-    def encode(self, traj: Trajectory) -> Encoded:
-        """Tokens of the whole trajectory and which of them carry loss."""
-        messages = trajectory_messages(traj)
+    def encode(self, traj: Trajectory, context: Sequence[Trajectory] = ()) -> Encoded:
+        """Tokens of the whole trajectory and which of them carry loss.
+
+        A follow-up run (`context`: the earlier runs of its chat) is rendered after its whole chat,
+        as the model saw it; only its own assistant turns carry loss.
+        """
+        messages = sample_messages(traj, context)
+        own_turns = sum(1 for m in trajectory_messages(traj) if m.role == "assistant")
+        skip = sum(1 for m in messages if m.role == "assistant") - own_turns
         images = self.load_images(messages)
         counts = [self.policy.tokens(*img.size) for img in images]
         full = self._expand(self.render(messages), counts)
         spans: list[tuple[int, int]] = []
         for i, msg in enumerate(messages):
             if msg.role != "assistant":
+                continue
+            if skip > 0:
+                skip -= 1
                 continue
             start = len(self._expand(self.render(messages[:i], generation_prompt=True), counts))
             turn = self._expand(self.render(messages[: i + 1]), counts)
@@ -153,6 +162,11 @@ class SampleEncoder:
         out = self.processor.image_processor(images=list(images), return_tensors="np")
         return {"pixel_values": mx.array(np.asarray(out["pixel_values"])),
                 "image_grid_thw": mx.array(np.asarray(out["image_grid_thw"]))}
+
+
+def sample_messages(traj: Trajectory, context: Sequence[Trajectory] = ()) -> list[Message]:
+    """The conversation a sample trains on: the run alone, or its whole chat if it continues one."""
+    return chat_messages([*context, traj]) if context else trajectory_messages(traj)
 
 
 @dataclass
@@ -188,6 +202,11 @@ class Prepared:
     total_tokens: int = 0
     supervised_tokens: int = 0
     lengths: list[int] = field(default_factory=list)
+    contexts: dict[int, list[Trajectory]] = field(default_factory=dict)  # follow-up index -> its chat
+
+    def messages(self, index: int) -> list[Message]:
+        """The conversation of trajectory `index`, as it was encoded."""
+        return sample_messages(self.trajectories[index], self.contexts.get(index, ()))
 
     @property
     def masked_tokens(self) -> int:
@@ -209,7 +228,12 @@ def prepare(trajectories: Iterable[Trajectory], encoder: SampleEncoder, *, max_l
     out = Prepared(trajectories=trajs, train=[], valid=[])
     for i, traj in enumerate(trajs):
         try:
-            enc = encoder.encode(traj)
+            context = chat_chain(trajs, last=traj)[:-1] if traj.meta.get(CONTINUES) else []
+        except T3Error as exc:  # a follow-up whose earlier runs are not in the data
+            out.dropped_unreadable.append(f"{traj.task.id}: {exc}")
+            continue
+        try:
+            enc = encoder.encode(traj, context)
         except BadInput as exc:
             out.dropped_unreadable.append(f"{traj.task.id}: {exc}")
             continue
@@ -220,6 +244,8 @@ def prepare(trajectories: Iterable[Trajectory], encoder: SampleEncoder, *, max_l
             out.dropped_no_target += 1
             continue
         enc.images = []
+        if context:
+            out.contexts[i] = context
         info = SampleInfo(i, enc)
         out.lengths.append(enc.length)
         out.total_tokens += enc.length

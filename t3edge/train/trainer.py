@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from t3edge.config import data_dir
-from t3edge.conversation import trajectory_messages
 from t3edge.errors import T3Error
 from t3edge.images import ImagePolicy
 from t3edge.train.checkpoints import (
@@ -84,7 +83,7 @@ class Setup:
 
 def load_data(cfg: TrainConfig, encoder: SampleEncoder) -> Prepared:
     if not cfg.data:
-        raise T3Error("no training data given", hint="set `data` in the config or pass DATA files")
+        raise T3Error("no training data given", hint="pass --data FILE.jsonl (or set `data` in the config)")
     train = [t for p in cfg.data for t in load_trajectories(p, image_root=cfg.image_root)]
     valid = [t for p in cfg.valid_data for t in load_trajectories(p, image_root=cfg.image_root)]
     return prepare(train, encoder, max_length=cfg.max_length,
@@ -260,7 +259,7 @@ class Trainer:
         """The samples' tokens (encoded once, when the data was prepared) with their images."""
         out = []
         for info in infos:
-            messages = trajectory_messages(self.s.data.trajectories[info.index])
+            messages = self.s.data.messages(info.index)
             out.append(replace(info.tokens, images=self.s.encoder.load_images(messages)))
         return out
 
