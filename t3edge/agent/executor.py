@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -31,6 +32,8 @@ from t3edge.errors import T3Error
 from t3edge.tools.base import ToolSet
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 STARTUP_TIMEOUT_S = 120.0
 # Imported in the child before it confines itself (speeds up the common first import).
 PRELOAD = ("numpy", "PIL.Image", "cv2")
@@ -70,9 +73,9 @@ class Sandbox:
         self.limits_refused: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._rfile: Any = None
-        self._wfile: Any = None
+        self._wfd: int | None = None
         self._tmp: str | None = None
-        self._buffer = b""
+        self._buffer = bytearray()
         self._starter: threading.Thread | None = None
         self._start_error: BaseException | None = None
 
@@ -132,9 +135,10 @@ class Sandbox:
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
-        self._wfile = os.fdopen(to_child_w, "wb")
-        self._rfile = from_child_r
-        self._buffer = b""
+        os.set_blocking(to_child_w, False)  # a child that stops reading cannot block the parent
+        self._wfd, self._rfile = to_child_w, from_child_r
+        self._buffer = bytearray()
+        startup_deadline = time.monotonic() + STARTUP_TIMEOUT_S
         sent = self._try_send({
             "workspace": str(self.workspace), "tmp": self._tmp,
             "read_files": [str(p) for p in self.read_files],
@@ -142,8 +146,9 @@ class Sandbox:
             "preload": list(PRELOAD), "memory_mb": self.config.memory_mb,
             "file_size_mb": self.config.file_size_mb, "cpu_s": cpu_budget,
             "max_print_chars": self.config.max_observation_chars,
-        })
-        ready = self._receive(time.monotonic() + STARTUP_TIMEOUT_S) if sent else "closed"
+            "max_message_bytes": MAX_MESSAGE_BYTES,
+        }, startup_deadline)
+        ready = self._receive(startup_deadline) if sent else "closed"
         if not isinstance(ready, dict) or ready.get("op") != "ready":
             detail = self._stderr_tail()
             self.stop()
@@ -168,14 +173,12 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        with contextlib.suppress(OSError):  # a pipe the child broke cannot flush on close
-            if self._wfile is not None:
-                self._wfile.close()
-        if self._rfile is not None:
-            os.close(self._rfile)
+        for fd in (self._wfd, self._rfile):
+            if fd is not None:
+                os.close(fd)
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
-        self._proc, self._wfile, self._rfile, self._tmp = None, None, None, None
+        self._proc, self._wfd, self._rfile, self._tmp = None, None, None, None
 
     close = stop
 
@@ -187,19 +190,30 @@ class Sandbox:
 
     # -- messages --------------------------------------------------------------------------
 
-    def _try_send(self, message: dict[str, Any]) -> bool:
-        """Send a message; False when the child is gone (its end of the pipe is closed)."""
-        try:
-            self._wfile.write(json.dumps(message).encode() + b"\n")
-            self._wfile.flush()
-        except OSError:
-            return False
+    def _try_send(self, message: dict[str, Any], deadline: float) -> bool:
+        """Send a message; False when the child is gone (its end of the pipe is closed) or has not
+        taken it by `deadline` (a child that stops reading must not block the parent)."""
+        data = memoryview(json.dumps(message).encode() + b"\n")
+        while data:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return False
+            _, ready, _ = select.select([], [self._wfd], [], min(wait, 0.1))
+            if not ready:
+                continue
+            try:
+                data = data[os.write(self._wfd, data):]
+            except BlockingIOError:
+                continue
+            except OSError:
+                return False
         return True
 
     def _receive(self, deadline: float, cancel: threading.Event | None = None) -> dict[str, Any] | str:
         """The child's next message, or why there is none: "timeout", "cancelled", "closed"
         (the child's end of the pipe is gone) or "garbage" (not a JSON object, or too long)."""
-        while b"\n" not in self._buffer:
+        end = self._buffer.find(b"\n")
+        while end < 0:
             if cancel is not None and cancel.is_set():
                 return "cancelled"
             wait = deadline - time.monotonic()
@@ -211,13 +225,18 @@ class Sandbox:
             chunk = os.read(self._rfile, 1 << 20)
             if not chunk:
                 return "closed"
+            found = chunk.find(b"\n")  # only the new part is searched: long lines stay cheap
+            end = len(self._buffer) + found if found >= 0 else -1
             self._buffer += chunk
-            if len(self._buffer) > MAX_MESSAGE_BYTES:
+            if end > MAX_MESSAGE_BYTES or (end < 0 and len(self._buffer) > MAX_MESSAGE_BYTES):
                 return "garbage"
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
         try:
             message = json.loads(line)
-        except ValueError:
+            if _SURROGATE_ESCAPE.search(line):  # lone surrogates ('\ud800') cannot be saved as UTF-8
+                message = json.loads(json.dumps(message, ensure_ascii=False).encode("utf-8", "replace"))
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             return "garbage"
         return message if isinstance(message, dict) else "garbage"
 
@@ -241,8 +260,8 @@ class Sandbox:
         start = time.monotonic()
         result = ExecResult()
         nonce = secrets.token_hex(8)  # the child echoes it: a forged reply cannot match
-        sent = self._try_send({"op": "exec", "code": code, "nonce": nonce})
         deadline = start + self.config.step_timeout_s
+        sent = self._try_send({"op": "exec", "code": code, "nonce": nonce}, deadline)
         while True:
             message = self._receive(deadline, cancel) if sent else "closed"
             if isinstance(message, str):
@@ -255,11 +274,11 @@ class Sandbox:
                 deadline += time.monotonic() - tool_start  # tool time is not the code's time
                 continue
             if message.get("op") == "done" and message.get("nonce") == nonce:
-                result.logs = str(message.get("logs") or "")
+                result.logs = printable(str(message.get("logs") or ""))
                 error = message.get("error")
-                result.error = str(error) if error is not None else None
+                result.error = printable(str(error)) if error is not None else None
                 result.is_final = bool(message.get("is_final")) and result.error is None
-                result.output = message.get("output") if result.is_final else None
+                result.output = printable(message.get("output")) if result.is_final else None
                 break
             result.error = self._failure("garbage")
             self.stop()
@@ -307,7 +326,31 @@ class Sandbox:
                 reply = {"op": "tool_result", "ok": False, "error": str(exc)}
             except Exception as exc:  # a tool's own bug must not end the run: it is an observation
                 reply = {"op": "tool_result", "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        self._try_send(reply)  # if the child died, the next receive reports it
+        # if the child died or stopped reading, the next receive reports it
+        self._try_send(reply, time.monotonic() + self.config.step_timeout_s)
+
+
+def printable(value: Any) -> Any:
+    """`value` with terminal control characters (escape sequences, bells, carriage returns...)
+    removed from every string in it, so that what the code printed cannot drive the terminal
+    that shows it. Tabs and newlines stay."""
+    if isinstance(value, str):
+        return _CONTROL.sub("", value)
+    if not isinstance(value, (list, dict)):
+        return value
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]  # (container, key) pairs to clean, iteratively
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = _CONTROL.sub("", item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            container[key] = item = {_CONTROL.sub("", k): v for k, v in item.items()}
+            stack.extend((item, k) for k in item)
+    return root[0]
 
 
 def _import_root() -> str:

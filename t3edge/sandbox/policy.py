@@ -1,22 +1,28 @@
 """What the sandbox process may do, enforced inside it before any model-written code runs.
 
-Four layers: OS resource limits (CPU time, address space, file size, processes), Landlock's
+Five layers: OS resource limits (CPU time, address space, file size, processes), Landlock's
 kernel file view where Linux has it (landlock.py), a seccomp filter against new processes,
-programs and sockets (seccomp.py), and a Python audit hook that refuses
-process creation, sockets, ctypes, signals, environment changes and file access outside the
-allowed folders with a clear PermissionError. The audit hook also covers systems without Landlock.
+programs, sockets and signals to others (seccomp.py), no capabilities when started by root
+(capabilities.py), and a Python audit hook that refuses process creation, sockets, ctypes,
+signals, unsafe pickles and file access outside the allowed folders with a clear PermissionError.
+The audit hook also covers systems without Landlock.
 """
 
 from __future__ import annotations
 
+import dis
 import os
+import pathlib
+import posix
 import resource
 import signal
+import stat
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from t3edge.sandbox import landlock, seccomp
+from t3edge.sandbox import capabilities, landlock, seccomp
 
 BLOCKED_EVENTS = {
     "os.system": "running shell commands",
@@ -65,15 +71,77 @@ BLOCKED_EVENTS = {
     "gc.get_objects": "walking interpreter internals",
 }
 
-# Path events: (event, index of the path argument, writes?)
+# Path events: event -> ((index of a path argument, writes?), ...)
+_W, _R = True, False
 PATH_EVENTS = {
-    "os.remove": (0, True), "os.rename": (0, True), "os.rmdir": (0, True), "os.mkdir": (0, True),
-    "os.truncate": (0, True), "os.utime": (0, True), "shutil.rmtree": (0, True),
-    "shutil.copyfile": (1, True), "shutil.move": (1, True), "shutil.copytree": (1, True),
-    "os.listdir": (0, False), "os.scandir": (0, False), "glob.glob": (0, False),
+    "os.remove": ((0, _W),), "os.rename": ((0, _W), (1, _W)), "os.rmdir": ((0, _W),),
+    "os.mkdir": ((0, _W),), "os.truncate": ((0, _W),), "os.utime": ((0, _W),),
+    "shutil.rmtree": ((0, _W),), "shutil.copyfile": ((0, _R), (1, _W)),
+    "shutil.copystat": ((0, _R), (1, _W)), "shutil.move": ((0, _W), (1, _W)),
+    "shutil.copytree": ((0, _R), (1, _W)), "os.listdir": ((0, _R),), "os.scandir": ((0, _R),),
+    "glob.glob": ((0, _R),), "os.getxattr": ((0, _R),), "os.listxattr": ((0, _R),),
 }
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+# What pickled data (pandas.read_pickle, numpy.load(allow_pickle=True)) may reference: data types
+# of these packages, and plain containers. Anything else (os.system, builtins.exec...) is refused.
+PICKLE_MODULES = ("numpy", "pandas", "pyarrow", "datetime", "collections", "copyreg", "_codecs",
+                  "decimal", "fractions", "zoneinfo", "pytz", "dateutil")
+PICKLE_BUILTINS = {"bytearray", "bytes", "bool", "complex", "dict", "float", "frozenset", "int",
+                   "list", "object", "range", "set", "slice", "str", "tuple"}
+# Names that code compiled from a string at run time (sympy's sympify and lambdify, PIL's
+# ImageMath, any library's eval of text the code handed it) may not use: the ways from a plain
+# object to the interpreter's internals, and the builtins that run code or open files.
+EXEC_FORBIDDEN_NAMES = frozenset({
+    "__import__", "__builtins__", "__subclasses__", "__globals__", "__code__", "__closure__",
+    "__getattribute__", "__loader__", "__spec__", "__mro__", "__bases__", "__base__",
+    "__traceback__", "__reduce__", "__reduce_ex__", "__self__", "__func__", "tb_frame",
+    "gi_frame", "cr_frame", "ag_frame", "f_back", "f_globals", "f_locals", "f_builtins",
+    "_getframe", "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "globals",
+    "locals", "vars", "breakpoint",
+})
+
+
+def _make_resolver() -> Callable[[str], str]:
+    """`os.path.realpath` built only from C functions bound now, so that code which patches the
+    os module later cannot change what the audit hook sees."""
+    lstat, readlink, getcwd, is_link = posix.lstat, posix.readlink, posix.getcwd, stat.S_ISLNK
+    os_error = OSError
+
+    def resolve(path: str) -> str:
+        if not path.startswith("/"):
+            path = getcwd() + "/" + path
+        done: list[str] = []
+        todo = path.split("/")[::-1]
+        hops = 0
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = "/" + "/".join([*done, part])
+            try:
+                link = is_link(lstat(candidate).st_mode)
+            except os_error:
+                link = False
+            if link and hops < 40:
+                hops += 1
+                try:
+                    target = readlink(candidate)
+                except os_error:
+                    target = part  # gone meanwhile: judge the name itself
+                if target.startswith("/"):
+                    done = []
+                todo.extend(target.split("/")[::-1])
+                continue
+            done.append(part)
+        return "/" + "/".join(done)
+
+    return resolve
 
 
 @dataclass
@@ -83,26 +151,39 @@ class Limits:
     cpu_s: float  # CPU time over the process's whole life
 
 
-@dataclass
+@dataclass(frozen=True)
 class FileView:
     """Folders the code may write (and read), and folders and files it may only read."""
 
-    writable: list[str]
-    readable: list[str] = field(default_factory=list)
+    writable: tuple[str, ...]
+    readable: tuple[str, ...] = ()
+    _resolve: Callable[[str], str] = field(default_factory=_make_resolver, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # tuples: nothing can add a folder later
+        object.__setattr__(self, "writable", tuple(self.writable))
+        object.__setattr__(self, "readable", tuple(self.readable))
 
     def allows(self, path: str, write: bool) -> bool:
-        real = os.path.realpath(path)
+        real = self._resolve(path)
         roots = self.writable if write else self.writable + self.readable
-        return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
+        for root in roots:
+            if real == root or real.startswith(root.rstrip("/") + "/"):
+                return True
+        return False
 
 
 def system_read_paths() -> list[str]:
     """What Python and the allowed libraries must read: the interpreter, site-packages, system
     libraries, fonts and time zones; the process's own /proc entry; and CPU topology."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
-    paths.update(os.path.dirname(os.path.dirname(m.__file__ or ""))
-                 for m in list(sys.modules.values()) if getattr(m, "__file__", None) and m.__name__ == "t3edge")
+    import t3edge
+
+    package = os.path.dirname(os.path.realpath(t3edge.__file__ or ""))
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    source_tree = os.path.dirname(package)  # a source checkout: only the package itself is needed
+    if any(source_tree.startswith(os.path.realpath(p) + "/") for p in prefixes):
+        source_tree = ""
+    paths = {*prefixes, package}
+    paths.update(p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != source_tree)
     paths.update(["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/fonts",
                   "/usr/share/zoneinfo", "/usr/share/matplotlib", "/etc/fonts", "/etc/localtime",
                   "/etc/ld.so.cache", "/dev/null", "/dev/urandom", "/dev/zero",
@@ -131,47 +212,84 @@ def apply_limits(limits: Limits, *, no_processes: bool) -> list[str]:
     return refused
 
 
-def install_audit_hook(view: FileView) -> Callable[[], None]:
-    """Install the audit hook (for good: audit hooks cannot be removed). The returned function
-    arms it; before that, everything is allowed (the sandbox's own setup)."""
-    armed = [False]
-    blocked = BLOCKED_EVENTS
-    path_events = PATH_EVENTS
-    allows = view.allows
+def install_audit_hook(view: FileView, exec_imports: Iterable[str] = ()) -> None:
+    """Install the audit hook, in force at once and for good (audit hooks cannot be removed).
+    Code compiled from text at run time may import only the packages in `exec_imports`.
+
+    Everything it uses is bound here, and it never calls code it is given (a path object's own
+    `__fspath__`, say), so the code it watches cannot change its answers."""
+    blocked, path_events, allows = dict(BLOCKED_EVENTS), dict(PATH_EVENTS), view.allows
+    pickle_modules, pickle_builtins = PICKLE_MODULES, frozenset(PICKLE_BUILTINS)
+    path_types, dir_entry = (pathlib.PurePosixPath, pathlib.PosixPath), posix.DirEntry
+    path_str, denied, write_flags = pathlib.PurePath.__str__, PermissionError, _WRITE_FLAGS
+    text, raw, number, kind_of, size, listed, has_any = str, bytes, int, type, len, list, any
+    code_type, exec_forbidden = types.CodeType, EXEC_FORBIDDEN_NAMES
+    importable, instructions, modules = frozenset(exec_imports), dis.get_instructions, sys.modules
+
+    def forbidden_names(code: types.CodeType) -> set[str]:
+        found = set(exec_forbidden.intersection(code.co_names + code.co_varnames))
+        found.update(f"import {i.argval}" for i in instructions(code) if i.opname == "IMPORT_NAME"
+                     and kind_of(i.argval) is text and i.argval.partition(".")[0] not in importable)
+        for const in code.co_consts:
+            if kind_of(const) is code_type:
+                found |= forbidden_names(const)
+        return found
+
+    def as_text(path: object) -> str | None:
+        kind = kind_of(path)
+        if kind is text:
+            return path  # type: ignore[return-value]
+        if kind is raw:
+            return raw.decode(path, "utf-8", "surrogateescape")  # type: ignore[arg-type]
+        if kind in path_types:
+            return path_str(path)  # type: ignore[arg-type]
+        if kind is dir_entry:
+            return as_text(path.path)  # type: ignore[attr-defined]
+        return None
+
+    def check_path(event: str, path: object, write: bool) -> None:
+        name = as_text(path)
+        if name is None:
+            raise denied(f"sandbox: give {event} a path as text, not a {kind_of(path).__name__}")
+        if not allows(name, write):
+            raise denied(f"sandbox: {'writing' if write else 'reading'} {name} is not allowed "
+                         "(only the working folder and the attached files)")
 
     def hook(event: str, args: tuple) -> None:
-        if not armed[0]:
-            return
         if event == "open":
-            path, mode, flags = (list(args) + [None, None])[:3]
-            if isinstance(path, int):
+            path, mode, flags = (listed(args) + [None, None])[:3]
+            if path is None or kind_of(path) is number:
                 return
-            write = bool((isinstance(mode, str) and any(c in mode for c in "wax+"))
-                         or (isinstance(flags, int) and flags & _WRITE_FLAGS))
-            name = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
-            if not allows(name, write):
-                raise PermissionError(f"sandbox: {'writing' if write else 'reading'} {name} is not "
-                                      "allowed (only the working folder and the attached files)")
-            return
-        if event in path_events:
-            index, write = path_events[event]
-            target = args[index] if len(args) > index else None
-            if isinstance(target, (str, bytes, os.PathLike)) and not allows(os.fsdecode(target), write):
-                raise PermissionError(f"sandbox: {event} on {os.fsdecode(target)} is not allowed "
-                                      "(only the working folder)")
-            return
-        if event in blocked:
-            raise PermissionError(f"sandbox: {blocked[event]} is not allowed ({event})")
+            write = ((kind_of(mode) is text and has_any(c in mode for c in "wax+"))
+                     or (kind_of(flags) is number and flags & write_flags != 0))
+            check_path(event, path, write)
+        elif event in path_events:
+            for index, write in path_events[event]:
+                if size(args) > index and args[index] is not None and kind_of(args[index]) is not number:
+                    check_path(event, args[index], write)
+        elif event == "exec":
+            code = args[0] if size(args) else None
+            if (kind_of(code) is code_type and code.co_filename.startswith("<")
+                    and not code.co_filename.startswith("<frozen")):  # frozen: the standard library
+                found = forbidden_names(code)
+                if found:
+                    raise denied(f"sandbox: evaluating text that uses {', '.join(sorted(found))} "
+                                 "is not allowed")
+        elif event == "pickle.find_class":
+            module, name = (listed(args) + ["", ""])[:2]
+            top = module.partition(".")[0] if kind_of(module) is text else ""
+            if not (top in pickle_modules or (module in ("builtins", "__builtin__") and name in pickle_builtins)):
+                raise denied(f"sandbox: pickled data may not use {module}.{name}; "
+                             "only numpy, pandas and plain data can be unpickled")
+            if top == "pandas" and "pandas" not in modules:  # imported by the code: its eval is checked
+                raise denied("sandbox: import pandas before loading pickled pandas data")
+        elif event in blocked:
+            raise denied(f"sandbox: {blocked[event]} is not allowed ({event})")
 
     sys.addaudithook(hook)
 
-    def arm() -> None:
-        armed[0] = True
 
-    return arm
-
-
-def confine(view: FileView, limits: Limits) -> dict[str, object]:
+def confine(view: FileView, limits: Limits, exec_imports: Iterable[str] = ()) -> dict[str, object]:
     """Apply every layer; says which are in force (Landlock ABI 0: none). A kernel that refuses
     Landlock or seccomp (an old kernel, a container's own filter) leaves the other layers."""
     try:
@@ -182,7 +300,11 @@ def confine(view: FileView, limits: Limits) -> dict[str, object]:
         filtered = seccomp.install()
     except OSError:
         filtered = False
+    try:
+        dropped = capabilities.drop_all()
+    except OSError:
+        dropped = False
     refused = apply_limits(limits, no_processes=not filtered)
-    arm = install_audit_hook(view)
-    arm()
-    return {"landlock": abi, "seccomp": filtered, "limits_refused": refused}
+    install_audit_hook(view, exec_imports)
+    return {"landlock": abi, "seccomp": filtered, "capabilities_dropped": dropped,
+            "limits_refused": refused}

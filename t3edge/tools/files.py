@@ -3,13 +3,17 @@ about the document is answered by the loaded model over that text."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from functools import lru_cache
-from typing import Any
+from typing import IO, Any
 
 from t3edge.tools.base import ToolContext, ToolError, tool
 from t3edge.tools.vision import ask_vlm
 
 MAX_CHARS = 40000
+MAX_UNPACKED_BYTES = 200 * 2**20  # a zip bomb made by the code must not fill this process's memory
+_MAX_NESTING = 4
 
 
 @lru_cache(maxsize=1)
@@ -19,8 +23,34 @@ def _converter() -> Any:
     return MarkItDown()
 
 
+def unpacked_size(source: str | IO[bytes], depth: int = 0) -> int:
+    """Bytes a document expands to: zip-based files (zip, docx, xlsx, pptx) count their members,
+    nested archives included; past MAX_UNPACKED_BYTES (or too deep a nesting) counting stops."""
+    if not zipfile.is_zipfile(source):
+        return 0
+    total = 0
+    with zipfile.ZipFile(source) as archive:
+        for info in archive.infolist():
+            total += info.file_size
+            if total > MAX_UNPACKED_BYTES:
+                return total
+            if info.filename.lower().endswith(".zip"):
+                if depth >= _MAX_NESTING:
+                    return MAX_UNPACKED_BYTES + 1
+                with archive.open(info) as member:
+                    total += unpacked_size(io.BytesIO(member.read()), depth + 1)
+    return total
+
+
 def file_text(ctx: ToolContext, file_path: str) -> str:
     path = ctx.input_path(file_path)
+    try:
+        unpacked = max(unpacked_size(str(path)), path.stat().st_size)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        unpacked = path.stat().st_size  # a damaged archive: markitdown says what is wrong with it
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ToolError(f"{path.name} is too large to read as text (it unpacks to more than "
+                        f"{MAX_UNPACKED_BYTES // 2**20} MB); read a part of it with pandas or open()")
     try:
         text = _converter().convert(str(path)).text_content or ""
     except Exception as exc:  # markitdown raises many kinds for unreadable or unsupported files
