@@ -71,6 +71,7 @@ class Sandbox:
         self.landlock_abi: int | None = None
         self.seccomp: bool | None = None
         self.limits_refused: list[str] = []
+        self.capabilities_dropped = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._rfile: Any = None
         self._wfd: int | None = None
@@ -157,6 +158,7 @@ class Sandbox:
         self.landlock_abi = int(ready.get("landlock", 0))
         self.seccomp = bool(ready.get("seccomp", False))
         self.limits_refused = [str(x) for x in ready.get("limits_refused", [])]
+        self.capabilities_dropped = bool(ready.get("capabilities_dropped", False))
 
     @property
     def alive(self) -> bool:

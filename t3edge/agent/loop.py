@@ -159,6 +159,7 @@ class Agent:
             traj.seconds = time.perf_counter() - start
             if sandbox.landlock_abi is not None:
                 traj.meta["sandbox"] = {"landlock_abi": sandbox.landlock_abi, "seccomp": sandbox.seccomp,
+                                        "capabilities_dropped": sandbox.capabilities_dropped,
                                         "limits_refused": sandbox.limits_refused}
         yield RunFinished(traj)
 
