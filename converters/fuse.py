@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.lora import check_fits, read_any
+from converters.lora import check_fits, new_folder, read_any
 from converters.source import ModelSource
 from t3edge.errors import BadInput
 
@@ -62,7 +62,7 @@ def fuse(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> 
     out = Path(out_dir)
     if out.resolve() == base.folder.resolve():
         raise BadInput("the output folder is the base folder", hint="give a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    new_folder(out)  # never write over another model
     stored = base.stored_dtypes()
     entries = []
     for name in base.names:

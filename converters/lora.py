@@ -99,11 +99,19 @@ def read_mlx(folder: str | Path) -> LoraAdapter:
     return adapter
 
 
+def new_folder(path: str | Path) -> Path:
+    """`path` created empty; a folder that already holds files (a model, an adapter) is refused."""
+    folder = Path(path)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise BadInput(f"{folder} exists and is not empty", hint="give a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def write_mlx(adapter: LoraAdapter, folder: str | Path) -> Path:
     from safetensors.numpy import save_file
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = new_folder(folder)
     tensors = {}
     for name, (a, b) in adapter.layers.items():
         tensors[mlx_name(name) + ".lora_a"] = np.ascontiguousarray(a.T)
@@ -145,8 +153,7 @@ def read_peft(folder: str | Path) -> LoraAdapter:
 def write_peft(adapter: LoraAdapter, folder: str | Path, *, base_model: str | None = None) -> Path:
     from safetensors.numpy import save_file
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = new_folder(folder)
     tensors = {}
     for name, (a, b) in adapter.layers.items():
         tensors[f"base_model.model.{name}.lora_A.weight"] = np.ascontiguousarray(a)

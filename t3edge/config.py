@@ -126,7 +126,7 @@ def load_config(section: str, model: type[M], *, file: str | Path | None = None,
     """The effective settings of `section`, validated by `model`."""
     layered = layers(section, file=file, overrides=overrides)
     try:
-        return model.model_validate(layered.values)
+        validated = model.model_validate(layered.values)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -135,6 +135,31 @@ def load_config(section: str, model: type[M], *, file: str | Path | None = None,
             f"invalid setting {section}.{where}: {first['msg']} (from {origin})",
             hint=f"fix it, or see `t3edge config show {section}`",
         ) from exc
+    unknown = unknown_keys(model, layered.values)
+    if unknown:
+        key = unknown[0]
+        origin = next((v for k, v in layered.sources.items() if k == key or k.startswith(key + ".")),
+                      "the config files")
+        raise T3Error(f"unknown setting {section}.{key} (from {origin})",
+                      hint=f"check its spelling; `t3edge config show {section}` lists every setting")
+    return validated
+
+
+def unknown_keys(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of `values` that `model` (and the models nested in it) has no field for, so a
+    misspelt setting is reported instead of silently ignored."""
+    if model.model_config.get("extra") == "allow":
+        return []
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    unknown: list[str] = []
+    for key, value in values.items():
+        field = fields.get(key) or model.model_fields.get(key)
+        if field is None:
+            unknown.append(f"{prefix}{key}")
+        elif (isinstance(value, dict) and isinstance(field.annotation, type)
+              and issubclass(field.annotation, BaseModel)):
+            unknown += unknown_keys(field.annotation, value, f"{prefix}{key}.")
+    return unknown
 
 
 def section_model(section: str) -> type[BaseModel]:

@@ -92,7 +92,8 @@ def resolve_model(spec: str, cfg: ModelsConfig, backend: BackendKind | None = No
     if spec.startswith("replay:"):
         path = Path(spec[len("replay:"):])
         if not path.is_file():
-            raise ModelNotFound(f"replay file not found: {path}")
+            problem = f"replay file {path} is a folder" if path.is_dir() else f"replay file not found: {path}"
+            raise ModelNotFound(problem, hint="give the file of scripted outputs: replay:outputs.jsonl")
         return ResolvedModel(spec=spec, kind="replay", path=str(path))
     if spec.startswith(("http://", "https://")):
         url, _, name = spec.partition("#")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from t3edge.errors import T3Error
+from t3edge.errors import BadInput, T3Error
 from t3edge.protocol import parse_feedback, parse_model_output, task_message
 
 SCHEMA_VERSION = 1
@@ -205,9 +205,10 @@ def iter_jsonl(path: str | Path, *, on_bad_line: str = "warn") -> Iterator[dict[
                 if not isinstance(obj, dict):
                     raise ValueError("not a JSON object")
             except ValueError as exc:
-                msg = f"{p}:{lineno}: skipped an unreadable line ({exc}); a run killed mid-write leaves one"
                 if on_bad_line == "raise":
-                    raise T3Error(msg) from exc
+                    raise BadInput(f"{p}:{lineno}: unreadable line ({exc})",
+                                   hint="each line must be one JSON object; fix or remove that line") from exc
+                msg = f"{p}:{lineno}: skipped an unreadable line ({exc}); a run killed mid-write leaves one"
                 if on_bad_line == "warn":
                     warnings.warn(msg, BadLine, stacklevel=2)
                 continue

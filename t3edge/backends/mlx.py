@@ -49,10 +49,19 @@ class MLXBackend(Backend):
                 f"no MLX adapter at {adapter}",
                 hint="give the folder holding adapters.safetensors and adapter_config.json",
             )
+        if not any(path.glob("*.safetensors")):
+            raise BackendError(f"model folder {path} has no .safetensors weights",
+                               hint="download or convert the model again (PyTorch .bin files are not read)")
         try:
             self.model, self.processor = load(str(path), adapter_path=adapter)
         except Exception as exc:
-            raise BackendError(f"cannot load the MLX model in {path}: {type(exc).__name__}: {exc}") from exc
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            checked = f"{path}" + (f"` and `t3edge convert inspect {adapter}" if adapter else "")
+            raise BackendError(
+                f"cannot load the MLX model in {path}{f' with the adapter {adapter}' if adapter else ''}: "
+                f"{type(exc).__name__}: {first_line}",
+                hint=f"the files may be corrupt or incomplete: check them with `t3edge convert inspect {checked}`",
+            ) from exc
         config = json.loads((path / "config.json").read_text())
         text_cfg = config.get("text_config", config)
         super().__init__(

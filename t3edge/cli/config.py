@@ -25,7 +25,7 @@ def show(section: str | None, file: str | None) -> None:
     """Print every effective value of SECTION (default: all) with its source."""
     console = Console()
     for name in [section] if section else list(SECTIONS):
-        table = Table(title=f"[{name}]", title_justify="left")
+        table = Table(title=escape(f"[{name}]"), title_justify="left")
         table.add_column("key")
         table.add_column("value", overflow="fold")
         table.add_column("from", style="dim", overflow="fold")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 
 BENCHMARKS = click.Choice(["gta", "gaia"])
+SPLITS = click.Choice(["validation", "test"])
 
 
 def _console() -> Console:
@@ -88,8 +89,12 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
     folder = run.folder
     console.print(f"{benchmark.upper()}: {len(run.suite.selected(limit, shard_spec))} items"
                   f"{f' (shard {escape(shard)})' if shard else ''} with {escape(model)} -> {escape(str(folder))}")
-    outcome, summary = run_job(run.suite, run.solve, folder, run.info, shard=shard_spec,
-                               progress=not no_progress, fsync=cfg.fsync)
+    try:
+        outcome, summary = run_job(run.suite, run.solve, folder, run.info, shard=shard_spec,
+                                   progress=not no_progress, fsync=cfg.fsync)
+    except KeyboardInterrupt:
+        click.echo("finished items are kept in the run folder; run the same command again to continue", err=True)
+        raise
     for item_id, error in outcome.failed:
         console.print(f"[yellow]item {escape(item_id)} failed (rerun to retry): {escape(error)}[/yellow]")
     if summary is None:
@@ -110,7 +115,7 @@ def gta(**kwargs: Any) -> None:
 
 @eval_group.command()
 @_run_options
-@click.option("--split", default=None, help="validation (default) or test (hidden answers).")
+@click.option("--split", type=SPLITS, default=None, help="validation (default) or test (hidden answers).")
 @click.option("--token", default=None, help="Hub token with access to the gated GAIA dataset (or set HF_TOKEN).")
 def gaia(split: str | None, token: str | None, **kwargs: Any) -> None:
     """Run the agent on GAIA (your copy of the gated dataset, or downloaded with a token)."""
@@ -122,7 +127,7 @@ def gaia(split: str | None, token: str | None, **kwargs: Any) -> None:
 @click.option("--dest", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where to put it (default: <data dir>/benchmarks/<benchmark>).")
 @click.option("--token", default=None, help="Hub token (GAIA is gated).")
-@click.option("--split", default="validation", show_default=True, help="GAIA split.")
+@click.option("--split", type=SPLITS, default="validation", show_default=True, help="GAIA split.")
 def fetch(benchmark: str, dest: Path | None, token: str | None, split: str) -> None:
     """Download a benchmark from the Hugging Face Hub (needs the internet)."""
     from t3edge.eval.config import load_eval_config
@@ -143,7 +148,7 @@ def fetch(benchmark: str, dest: Path | None, token: str | None, split: str) -> N
               help="GTA: JSON object item id -> answer. GAIA: submission JSONL (task_id, model_answer).")
 @click.option("--per-item", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write one JSON line per item: id, prediction, verdict.")
-@click.option("--split", default=None, help="GAIA split (default validation).")
+@click.option("--split", type=SPLITS, default=None, help="GAIA split (default validation).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def score(benchmark: str, data: Path, predictions: Path, per_item: Path | None, split: str | None,
           as_json: bool) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import click
 from rich.console import Console
@@ -26,6 +30,8 @@ from t3edge.agent.events import (
     TokenDelta,
 )
 from t3edge.config import data_dir
+from t3edge.errors import BadInput
+from t3edge.images import load_image
 from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory
 
 
@@ -78,8 +84,15 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     from t3edge.backends import load_backend
     from t3edge.models import default_backend_kind, load_models_config
 
+    if not query.strip():
+        raise BadInput("the task is empty", hint='say what to do: t3edge run "What is the total?" --file receipt.jpg')
     config = load_agent_config({"max_steps": max_steps, "web": web}, file=config_file)
     attachments = [Attachment.from_path(Path(f).resolve()) for f in files]
+    for attachment in attachments:  # fail on a bad image before loading any model
+        if attachment.is_image:
+            load_image(attachment.path)
+    path = Path(out) if out else data_dir() / "runs" / "runs.jsonl"
+    writer = _open_writer(path)  # before the run, so a finished run always has somewhere to go
     task_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     task = Task(id=task_id, query=query, attachments=attachments)
     console = Console(stderr=as_json, highlight=False)
@@ -93,8 +106,10 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     trajectory: Trajectory | None = None
     status = console.status("", spinner="dots")
     generated = 0
+    cancel = threading.Event()
+    previous_handler = signal.signal(signal.SIGINT, _first_interrupt_cancels(cancel))
     try:
-        for event in agent.run(task):
+        for event in agent.run(task, cancel):
             if isinstance(event, RunFinished):
                 trajectory = event.trajectory
             elif as_json:
@@ -112,14 +127,15 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
                 status.stop()
                 _show(console, event)
     finally:
+        signal.signal(signal.SIGINT, previous_handler)
         status.stop()
         loaded.close()
     assert trajectory is not None
-    path = Path(out) if out else data_dir() / "runs" / "runs.jsonl"
-    with JsonlWriter(path) as writer:
+    with writer:
         writer.write(trajectory)
     if as_json:
         click.echo(trajectory.model_dump_json(indent=2))
+        _exit_on_failure(trajectory, path)
         return
     tokens = trajectory.tokens
     console.print(
@@ -127,8 +143,42 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         f"tokens in/cached/out: {tokens['in']}/{tokens['cached']}/{tokens['out']} | "
         f"{trajectory.seconds:.1f} s[/dim]"
     )
-    if trajectory.ended != "final_answer":
+    if trajectory.ended not in ("final_answer", "cancelled", "backend_error"):  # those two: below
         reason = trajectory.meta.get("error", "")
         console.print(f"[yellow]no final answer ({trajectory.ended}){': ' + escape(reason) if reason else ''}[/yellow]")
     console.print(f"trajectory saved to {escape(str(path))} (task {task_id}); "
                   f"files in {escape(trajectory.meta.get('workspace', ''))}")
+    _exit_on_failure(trajectory, path)
+
+
+def _open_writer(path: Path) -> JsonlWriter:
+    try:
+        return JsonlWriter(path)
+    except OSError as exc:
+        raise BadInput(f"cannot write trajectories to {path}: {exc.strerror or exc}",
+                       hint="give a writable file with --out") from exc
+
+
+def _first_interrupt_cancels(cancel: threading.Event) -> Callable[[int, FrameType | None], None]:
+    """A SIGINT handler: the first Ctrl-C stops the run cleanly (its trajectory is saved as
+    cancelled), a second one quits at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        click.echo("stopping the run and saving its trajectory (Ctrl-C again to quit at once)", err=True)
+
+    return handler
+
+
+def _exit_on_failure(trajectory: Trajectory, path: Path) -> None:
+    """Exit non-zero when the run did not finish on its own: 130 when interrupted, 1 when the model
+    or an input failed (the trajectory is saved either way)."""
+    if trajectory.ended == "cancelled":
+        click.echo(f"interrupted; the partial trajectory is in {path}", err=True)
+        raise SystemExit(130)
+    if trajectory.ended == "backend_error":
+        click.secho(f"error: {trajectory.meta.get('error', 'the model failed')} "
+                    f"(the trajectory is saved in {path})", fg="red", err=True)
+        raise SystemExit(1)

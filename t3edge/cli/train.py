@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -66,6 +71,7 @@ def train(ctx: click.Context, config_file: str | None, model: str | None, data: 
     if ctx.invoked_subcommand is not None:
         return
     from t3edge.train.distributed import init_world
+    from t3edge.train.trainer import run_dir_for
     from t3edge.train.trainer import train as run_training
 
     cfg = _config(config_file, {
@@ -79,12 +85,39 @@ def train(ctx: click.Context, config_file: str | None, model: str | None, data: 
     })
     if resume and not cfg.out:
         raise T3Error("--resume needs the run folder", hint="pass --out RUN_DIR (or set `out` in the config)")
-    adapter = run_training(cfg, resume=resume, progress=not no_progress)
-    if not init_world().is_main:
+    run_dir = run_dir_for(cfg)
+    world = init_world()
+    stop = threading.Event()
+    previous_handler = signal.getsignal(signal.SIGINT)
+    if world.size == 1:  # processes of a distributed run must stop together: there Ctrl-C quits at once
+        signal.signal(signal.SIGINT, _first_interrupt_stops(stop))
+    try:
+        adapter = run_training(cfg.model_copy(update={"out": str(run_dir)}), resume=resume,
+                               progress=not no_progress, stop=stop)
+    except KeyboardInterrupt:
+        if world.is_main:
+            click.echo(f"to continue from the last checkpoint: t3edge train --out {shlex.quote(str(run_dir))} "
+                       "--resume", err=True)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    if not world.is_main:
         return
-    run_dir = adapter.parent
     console.print(f"adapter: [bold]{adapter}[/]  metrics: {run_dir / 'metrics.jsonl'}  "
                   f"loss curve: {run_dir / 'loss.png'}")
+
+
+def _first_interrupt_stops(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
+    """A SIGINT handler: the first Ctrl-C stops training after the current update (with a
+    checkpoint), a second one quits at once. It never raises inside MLX's own calls."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("stopping after this update and saving a checkpoint (Ctrl-C again to quit at once)", err=True)
+
+    return handler
 
 
 @train.command()

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from t3edge.agent.config import AgentConfig
 from t3edge.backends.base import Backend
+from t3edge.errors import BackendError
 from t3edge.eval.gta import GTAItem
 from t3edge.eval.gta_tools import gta_tools, own_tool_calls, recorded
 from t3edge.eval.runner import Item, Solved, Solver
+from t3edge.trajectory import Task, Trajectory
 
 
 def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces: Path, *,
@@ -39,6 +41,12 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
         shared.append(backend())
         return shared[0]
 
+    def run(agent: Agent, task: Task) -> Trajectory:
+        trajectory = agent.run_to_end(task)
+        if trajectory.ended == "backend_error":  # not the model's answer: leave the item for a rerun
+            raise BackendError(trajectory.meta.get("error", "the model failed"))
+        return trajectory
+
     def solve(item: Item) -> Solved:
         task = item.task()
         workspace = workspaces / (re.sub(r"[^A-Za-z0-9_.-]+", "_", item.id).strip("._") or "item")
@@ -46,9 +54,9 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
             shutil.rmtree(workspace)
         if isinstance(item, GTAItem) and gta_names:
             tools = gta_tools()
-            trajectory = Agent(model(), tools=tools, config=config, workspace=workspace).run_to_end(task)
+            trajectory = run(Agent(model(), tools=tools, config=config, workspace=workspace), task)
             return Solved(trajectory, recorded(tools.take()))
-        trajectory = Agent(model(), tools=default_tools(), config=config, workspace=workspace).run_to_end(task)
+        trajectory = run(Agent(model(), tools=default_tools(), config=config, workspace=workspace), task)
         if isinstance(item, GTAItem):
             return Solved(trajectory, own_tool_calls([n for s in trajectory.steps for n in s.tools_called]))
         return Solved(trajectory)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,7 +20,8 @@ class EvalConfig(BaseModel):
     embedding_api_key_env: str = Field("OPENAI_API_KEY", description="env var with the endpoint's key")
     gta_repo: str = "Jize1/GTA"
     gaia_repo: str = "gaia-benchmark/GAIA"
-    gaia_split: str = Field("validation", description="validation (answers public) or test (hidden)")
+    gaia_split: Literal["validation", "test"] = Field(
+        "validation", description="validation (answers public) or test (hidden)")
     out_dir: Path | None = Field(None, description="where runs go (default: <data dir>/eval)")
     fsync: bool = Field(True, description="fsync each result line (survives power loss, not only kills)")
     plot: bool = True

@@ -68,7 +68,8 @@ def find_metadata(data: Path, split: str = "validation") -> Path:
     if data.is_file() and data.name.startswith("metadata"):
         return data
     if not data.is_dir():
-        raise BadInput(f"GAIA data folder not found: {data}",
+        raise BadInput(f"{data} is a file, not the GAIA data folder" if data.exists() else
+                       f"GAIA data folder not found: {data}",
                        hint="pass the folder holding metadata.jsonl/.parquet, or --token to download it")
     for folder in (data, data / "2023" / split, data / split):
         for name in ("metadata.parquet", "metadata.jsonl"):

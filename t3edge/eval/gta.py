@@ -108,9 +108,13 @@ class GTAItem(BaseModel):
 
 
 def find_root(data: Path) -> Path:
-    """The folder holding dataset.json: `data` itself or one or two levels below it."""
+    """The folder holding dataset.json: `data` itself or one or two levels below it (or its
+    dataset.json file)."""
+    if data.is_file() and data.name == "dataset.json":
+        return data.parent
     if not data.is_dir():
-        raise BadInput(f"GTA data folder not found: {data}",
+        raise BadInput(f"{data} is a file, not the GTA data folder" if data.exists() else
+                       f"GTA data folder not found: {data}",
                        hint="pass the release folder with --data, or fetch it: t3edge eval fetch gta")
     if (data / "dataset.json").is_file():
         return data

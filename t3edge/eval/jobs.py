@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from t3edge.config import data_dir
-from t3edge.errors import T3Error
+from t3edge.errors import BadInput, T3Error
 from t3edge.eval.config import EvalConfig
 from t3edge.eval.gaia import fetch_gaia, find_metadata, load_gaia
 from t3edge.eval.gta import fetch_gta, find_root, load_gta
@@ -55,8 +55,13 @@ def load_suite(benchmark: Benchmark, data: Path, cfg: EvalConfig,
                similarity: Callable[[], tuple[Similarity | None, str]] | None = None) -> tuple[Suite, str]:
     """The benchmark's items and scorer; the similarity model is loaded only if some item needs it."""
     if benchmark == "gaia":
-        return gaia_suite(load_gaia(data, cfg.gaia_split)), "not used"
+        gaia_items = load_gaia(data, cfg.gaia_split)
+        if not gaia_items:
+            raise BadInput(f"the GAIA data in {data} has no items", hint="check its metadata file")
+        return gaia_suite(gaia_items), "not used"
     items = load_gta(data)
+    if not items:
+        raise BadInput(f"the GTA data in {data} has no items", hint="check its dataset.json")
     if not any(i.kind != "objective" for i in items):
         return gta_suite(items, None), "not used"
     sim, reason = (similarity or (lambda: similarity_for(cfg)))()
@@ -91,10 +96,12 @@ def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path
     from t3edge.agent import load_agent_config
     from t3edge.backends import load_backend
     from t3edge.eval.agent_solver import agent_solver
+    from t3edge.models import load_models_config, resolve_model
 
     folder = out or default_out(cfg, benchmark, model, adapter, limit)
     data = resolve_data(benchmark, data, cfg, token)
     suite, similarity = load_suite(benchmark, data, cfg)
+    resolve_model(model, load_models_config(), backend)  # an unknown model fails now, not once per item
     info = new_run_info(benchmark, data, model, adapter, limit, cfg, similarity)
     agent_cfg = load_agent_config({"max_steps": cfg.max_steps, "max_errors": cfg.max_errors})
     solve = agent_solver(lambda: load_backend(model, backend=backend, adapter=adapter), agent_cfg,

@@ -32,9 +32,11 @@ def load_base(path: Path) -> tuple[Any, Any]:
 
     try:
         return load(str(path))
-    except (OSError, ValueError, KeyError) as exc:
-        raise T3Error(f"cannot load {path} with mlx-vlm: {exc}",
-                      hint="give a Qwen2-VL / Qwen2.5-VL folder in MLX or Hugging Face layout") from exc
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # mlx reports corrupt weights as RuntimeError
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise T3Error(f"cannot load {path} with mlx-vlm: {first_line}",
+                      hint="give a Qwen2-VL / Qwen2.5-VL folder in MLX or Hugging Face layout "
+                           f"(`t3edge convert inspect {path}` checks its files)") from exc
 
 
 def quantize_language_model(model: Any, bits: int, group_size: int) -> int:
@@ -93,6 +95,8 @@ def fuse(base: Path, adapter: Path, out: Path, *, dequantize: bool = False) -> P
 
     if not (adapter / "adapters.safetensors").is_file():
         raise T3Error(f"no adapter in {adapter}", hint="give the run folder or its adapter folder")
+    if out.is_dir() and any(out.iterdir()):  # never write over a model, the base above all
+        raise T3Error(f"{out} exists and is not empty", hint="give a new folder for the fused model")
     model, processor = load(str(base), adapter_path=str(adapter))
     fused = [(name, module.fuse(dequantize=dequantize))
              for name, module in model.named_modules() if hasattr(module, "fuse") and hasattr(module, "lora_a")]

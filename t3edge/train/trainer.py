@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -349,8 +350,10 @@ class Trainer:
                           hint="every machine needs the same run folder (shared, or copied) to resume")
 
     def run(self, *, resume: bool = False, progress: bool = True,
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> Path:
-        """Train to `iters` updates; return the folder of the final adapter."""
+            on_step: Callable[[dict[str, Any]], None] | None = None,
+            stop: threading.Event | None = None) -> Path:
+        """Train to `iters` updates; return the folder of the final adapter. Setting `stop` ends
+        the run between updates with a checkpoint, raising KeyboardInterrupt."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
@@ -368,6 +371,10 @@ class Trainer:
         per_epoch = len(self.order) / (self.cfg.batch_size * self.cfg.grad_accum)
         try:
             while self.step < self.iters:
+                if stop is not None and stop.is_set():
+                    if self.step > 0 and self.step % self.cfg.steps_per_save:
+                        self.checkpoint()
+                    raise KeyboardInterrupt
                 m = self.update()
                 record = m.record(self.step / per_epoch)
                 last = self.step == self.iters
@@ -428,10 +435,11 @@ class _Progress:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-          on_step: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    """Build and run a training job; returns the final adapter folder."""
+          on_step: Callable[[dict[str, Any]], None] | None = None,
+          stop: threading.Event | None = None) -> Path:
+    """Build and run a training job; returns the final adapter folder (see `Trainer.run` for `stop`)."""
     run_dir = run_dir_for(cfg)
     if resume:
         cfg = resume_config(run_dir).model_copy(update={"out": str(run_dir)})
     setup = build(cfg)
-    return Trainer(setup, run_dir).run(resume=resume, progress=progress, on_step=on_step)
+    return Trainer(setup, run_dir).run(resume=resume, progress=progress, on_step=on_step, stop=stop)
