@@ -221,10 +221,12 @@ def read_trajectories(path: str | Path, *, on_bad_line: str = "warn") -> Iterato
         try:
             yield Trajectory.model_validate(obj)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            why = f"{'.'.join(str(p) for p in first['loc']) or 'record'}: {first['msg']}"
             if on_bad_line == "raise":
-                raise T3Error(f"{path}: not a trajectory record: {exc}") from exc
+                raise T3Error(f"{path}: not a trajectory record ({why})") from exc
             if on_bad_line == "warn":
-                warnings.warn(f"{path}: skipped a record that is not a trajectory: {exc}", BadLine, stacklevel=2)
+                warnings.warn(f"{path}: skipped a record that is not a trajectory ({why})", BadLine, stacklevel=2)
 
 
 # ---------------------------------------------------------------------------------------------

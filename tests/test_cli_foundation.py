@@ -62,3 +62,10 @@ def test_config_show_and_models_list() -> None:
     assert shown.returncode == 0 and "generation.max_tokens" in shown.stdout and "default" in shown.stdout
     listed = t3("models", "list")
     assert listed.returncode == 0 and "qwen2.5-vl-7b" in listed.stdout and "smolvlm-500m" in listed.stdout
+
+
+def test_a_file_system_error_is_one_line_with_advice(tmp_path: Path) -> None:
+    result = t3("dev", "tiny-model", "/proc/t3edge-cannot-be-here", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/proc/t3edge-cannot-be-here" in lines[0] and "permissions" in lines[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -67,6 +68,15 @@ class LazyGroup(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except OSError as exc:  # a file or folder problem: say which, and what to check
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.secho(
+                f"error: {exc.strerror or exc}{where} (check the path, its permissions and the free disk space)",
+                fg="red", err=True,
+            )
+            ctx.exit(1)
         except Exception as exc:  # an unexpected failure: one line unless --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -105,7 +115,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
         logging.basicConfig(level=logging.DEBUG)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
+    if "--debug" not in (argv if argv is not None else sys.argv):
+        warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     try:
         cli.main(args=argv, prog_name="t3edge")
     except T3Error as exc:  # raised outside a subcommand (e.g. while resolving one)
