@@ -87,5 +87,8 @@ def test_bad_inputs(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "qwen2_vl"}')
-    with pytest.raises(BackendError, match="cannot load the MLX model"):
+    with pytest.raises(BackendError, match="has no .safetensors weights"):
+        load_backend(str(broken))
+    (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(BackendError, match="cannot load the MLX model.*t3edge convert inspect"):
         load_backend(str(broken))
