@@ -104,7 +104,9 @@ def test_grad_accumulation_equals_a_bigger_batch(tiny_qwen2_vl: Path, test_image
     assert wa.keys() == wb.keys()
     assert any(float(mx.abs(v).max()) > 0 for k, v in wa.items() if k.endswith("lora_b"))
     for k in wa:
-        np.testing.assert_allclose(np.array(wa[k]), np.array(wb[k]), atol=2e-5, err_msg=k)
+        # padding a batch of 2 reorders float sums: differences ~3e-5, while a wrong accumulation
+        # moves weights by ~lr (2e-3) per step
+        np.testing.assert_allclose(np.array(wa[k]), np.array(wb[k]), atol=2e-4, err_msg=k)
 
 
 @pytest.mark.slow
