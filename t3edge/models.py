@@ -125,10 +125,20 @@ def _resolve_path(spec: str, path: Path, backend: BackendKind | None) -> Resolve
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelNotFound(f"{path} is not a model: expected a folder or a .gguf file")
+        if backend == "mlx":
+            raise ModelNotFound(f"{path} is a GGUF file, which runs on llama.cpp, not MLX",
+                                hint="drop --backend mlx, or give a Hugging Face / MLX folder")
         return ResolvedModel(spec=spec, kind="gguf", path=str(path), mmproj=_find_mmproj(path.parent, path))
     ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith("mmproj"))
     has_config = (path / "config.json").is_file()
+    if backend == "gguf" and not ggufs:
+        raise ModelNotFound(f"model folder {path} holds no .gguf file",
+                            hint=f"convert it first: t3edge convert gguf {path} OUT_DIR")
     if ggufs and (backend == "gguf" or not has_config):
+        if len(ggufs) > 1:
+            names = ", ".join(p.name for p in ggufs)
+            raise ModelNotFound(f"model folder {path} holds several GGUF models ({names})",
+                                hint="give the path of the one .gguf file to use")
         return ResolvedModel(spec=spec, kind="gguf", path=str(ggufs[0]), mmproj=_find_mmproj(path, ggufs[0]))
     if not has_config:
         raise ModelNotFound(
@@ -139,7 +149,17 @@ def _resolve_path(spec: str, path: Path, backend: BackendKind | None) -> Resolve
 
 
 def _find_mmproj(folder: Path, model: Path) -> str | None:
+    """The vision projector beside a GGUF model: the one `mmproj*.gguf`, or the one whose name
+    contains the model's stem when there are several."""
     found = sorted(folder.glob("mmproj*.gguf"))
+    if len(found) > 1:
+        stem = model.stem.split("-Q")[0].split("-f")[0].lower()
+        matching = [p for p in found if stem in p.name.lower()]
+        if len(matching) != 1:
+            names = ", ".join(p.name for p in found)
+            raise ModelNotFound(f"{folder} holds several vision projectors ({names}) for {model.name}",
+                                hint="keep one mmproj-*.gguf beside the model, or move the others away")
+        found = matching
     return str(found[0]) if found else None
 
 

@@ -87,3 +87,22 @@ def test_pull_offline_is_one_clear_error() -> None:
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(ModelNotFound, match=r"cannot download ggml-org/Qwen2-VL-2B-Instruct-GGUF.*cache folder"):
         pull("qwen2-vl-2b", load_models_config(), "gguf")
+
+
+def test_ambiguous_or_mismatched_local_models_are_refused(tmp_path: Path, tiny_qwen2_vl: Path) -> None:
+    cfg = load_models_config()
+    for name in ("a-Q4_K_M.gguf", "b-Q8_0.gguf", "mmproj-a-f16.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    with pytest.raises(ModelNotFound, match="several GGUF models .*a-Q4_K_M.gguf, b-Q8_0.gguf"):
+        resolve_model(str(tmp_path), cfg)
+    assert resolve_model(str(tmp_path / "b-Q8_0.gguf"), cfg).mmproj.endswith("mmproj-a-f16.gguf")
+    (tmp_path / "mmproj-b-f16.gguf").write_bytes(b"GGUF")
+    assert resolve_model(str(tmp_path / "b-Q8_0.gguf"), cfg).mmproj.endswith("mmproj-b-f16.gguf")
+    (tmp_path / "mmproj-other.gguf").write_bytes(b"GGUF")
+    (tmp_path / "c.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ModelNotFound, match="several vision projectors"):
+        resolve_model(str(tmp_path / "c.gguf"), cfg)
+    with pytest.raises(ModelNotFound, match="GGUF file, which runs on llama.cpp"):
+        resolve_model(str(tmp_path / "a-Q4_K_M.gguf"), cfg, "mlx")
+    with pytest.raises(ModelNotFound, match="holds no .gguf file.*t3edge convert gguf"):
+        resolve_model(str(tiny_qwen2_vl), cfg, "gguf")
