@@ -30,9 +30,24 @@ from t3edge.agent.events import (
     TokenDelta,
 )
 from t3edge.config import data_dir
-from t3edge.errors import BadInput
+from t3edge.conversation import chat_chain
+from t3edge.errors import BadInput, T3Error
 from t3edge.images import load_image
-from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory
+from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory, read_trajectories
+
+
+def _chat_so_far(path: Path, task_id: str) -> list[Trajectory]:
+    """The earlier runs that a follow-up continues: the chat ending with run `task_id` ('last')."""
+    if not path.is_file():
+        raise T3Error(f"no runs to continue in {path}", hint="run a task first, or give --out FILE")
+    runs = list(read_trajectories(path))
+    if not runs:
+        raise T3Error(f"no runs to continue in {path}")
+    found = runs[-1] if task_id == "last" else next((r for r in reversed(runs) if r.task.id == task_id), None)
+    if found is None:
+        raise T3Error(f"no run {task_id!r} in {path}",
+                      hint="use the task id that `t3edge run` printed, or --continue last")
+    return chat_chain(runs, last=found)
 
 
 def _show(console: Console, event: AgentEvent) -> None:
@@ -77,9 +92,11 @@ def _show(console: Console, event: AgentEvent) -> None:
               help="Append the trajectory to this JSONL file (default: <data dir>/runs/runs.jsonl).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="An extra agent TOML config file.")
+@click.option("--continue", "continue_id", default=None, metavar="TASK_ID",
+              help="Ask a follow-up: continue an earlier run of the --out file (its task id, or 'last').")
 def run(query: str, files: tuple[str, ...], model: str | None, backend: str | None,
         adapter: str | None, max_steps: int | None, web: bool | None, workspace: str | None,
-        as_json: bool, out: str | None, config_file: str | None) -> None:
+        as_json: bool, out: str | None, config_file: str | None, continue_id: str | None) -> None:
     """Run the agent on QUERY with the attached files, streaming each step."""
     from t3edge.backends import load_backend
     from t3edge.models import default_backend_kind, load_models_config
@@ -92,6 +109,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         if attachment.is_image:
             load_image(attachment.path)
     path = Path(out) if out else data_dir() / "runs" / "runs.jsonl"
+    history = _chat_so_far(path, continue_id) if continue_id else []
     writer = _open_writer(path)  # before the run, so a finished run always has somewhere to go
     task_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     task = Task(id=task_id, query=query, attachments=attachments)
@@ -109,7 +127,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     cancel = threading.Event()
     previous_handler = signal.signal(signal.SIGINT, _first_interrupt_cancels(cancel))
     try:
-        for event in agent.run(task, cancel):
+        for event in agent.run(task, cancel, history=history):
             if isinstance(event, RunFinished):
                 trajectory = event.trajectory
             elif as_json:
