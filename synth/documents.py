@@ -1,10 +1,12 @@
-"""A task file as text for a verifier: plain-text types read directly, documents through markitdown."""
+"""A task file as text for a verifier: plain-text types read directly, documents through
+`t3edge.documents`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from synth.errors import Rejected
+from t3edge.documents import UnreadableDocument, document_text
 
 PLAIN_TEXT = {".txt", ".csv", ".json", ".md", ".py", ".xml", ".html", ".htm"}
 
@@ -16,11 +18,9 @@ def file_as_text(path: str | Path, max_chars: int) -> str:
         if p.suffix.lower() in PLAIN_TEXT:
             text = p.read_text(encoding="utf-8", errors="replace")
         else:
-            from markitdown import MarkItDown
-
-            text = MarkItDown().convert(str(p)).text_content
-    except Exception as exc:  # markitdown raises many kinds; any of them means "unreadable"
-        raise Rejected("unreadable_file", f"{p.name}: {type(exc).__name__}: {exc}") from exc
+            text = document_text(p)
+    except (OSError, UnreadableDocument) as exc:
+        raise Rejected("unreadable_file", f"{p.name}: {exc}") from exc
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n[... {len(text) - max_chars} more characters]"
     return text

@@ -69,7 +69,7 @@ def chat_messages(chain: Sequence[Trajectory]) -> list[Message]:
         raise T3Error("a chat needs at least one run")
     messages: list[Message] = []
     for i, traj in enumerate(chain):
-        images = [a.path for a in traj.task.images]
+        images = [a.path for a in traj.task.images] if traj.images_shown else []
         if i == 0:
             messages = first_messages(traj.system_prompt or "", _task_text(traj), images)
         else:

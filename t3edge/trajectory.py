@@ -32,9 +32,10 @@ StepKind = Literal[
     "action",  # a Thought/Code step whose code ran (it may still have raised: see `error`)
     "parse_error",  # the model's output had no runnable code block
     "final_answer_request",  # the extra call made when the step limit was hit
+    "repeat",  # code identical to an earlier step's: not run again, the model was told so
 ]
 EndReason = Literal[
-    "final_answer", "step_limit", "error_limit", "cancelled", "backend_error", "context_full"
+    "final_answer", "step_limit", "error_limit", "loop", "cancelled", "backend_error", "context_full"
 ]
 
 
@@ -122,6 +123,8 @@ class Trajectory(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     final_answer: Any = None
     ended: EndReason | None = None
+    images_shown: bool = Field(True, description="the task's images went to the model as pixels "
+                                                 "(false for a text-only model: only as paths)")
     model: str | None = None
     backend: str | None = None
     verdicts: dict[str, Verdict] = Field(default_factory=dict)

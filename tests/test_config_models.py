@@ -66,7 +66,7 @@ def test_resolve_paths_urls_and_names(tmp_path: Path, tiny_qwen2_vl: Path) -> No
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("no-such-model", "unknown model 'no-such-model'.*known models: qwen2-vl-2b"),
+    ("no-such-model", "unknown model 'no-such-model'.*known models: .*qwen2-vl-2b.*smollm2-135m"),
     ("./missing/folder", "no such model path"),
     ("replay:/nope.jsonl", "replay file not found"),
     ("qwen2-vl-2b", "is not downloaded.*t3edge models pull qwen2-vl-2b"),

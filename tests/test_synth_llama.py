@@ -4,16 +4,12 @@ the run completes, and the random output is rejected with counted reasons at eac
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from llama_servers import llama_server as serve
 from synth_world import make_pool, write_config
 
 from synth.items import MadeFile, SynthItem
@@ -26,40 +22,15 @@ pytestmark = pytest.mark.slow
 STRUCTURED_REJECTIONS = {"malformed_json", "schema_mismatch"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tiny_qwen2_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("llama_cpp.server.app", reason="needs pip install -e '.[llama,synth]'")
+    pytest.importorskip("llama_cpp.server.app")
     from converters.hf_to_gguf import convert_to_gguf
 
     pair = convert_to_gguf(tiny_qwen2_vl, tmp_path_factory.mktemp("gguf"), "f32")
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(pair.model), "--clip_model_path",
-         str(pair.mmproj), "--chat_format", "mtmd", "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "16384", "--n_threads", "2"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/models", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(
-                    f"llama_cpp.server did not start: {Path(log.name).read_text()[-2000:]}") from None
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with serve(["--model", str(pair.model), "--clip_model_path", str(pair.mmproj), "--chat_format", "mtmd",
+                "--n_ctx", "16384"], tmp_path_factory.mktemp("log") / "server.log") as url:
+        yield url
 
 
 def _synth(*args: str) -> None:

@@ -124,13 +124,17 @@ async def test_attachments_added_pasted_removed_and_sent(tmp_path: Path, test_im
 
 
 @pilot_test
-async def test_text_only_model_refuses_images(tmp_path: Path, test_image: Path) -> None:
+async def test_a_text_only_model_gets_images_by_path(tmp_path: Path, test_image: Path) -> None:
     app = make_app(tmp_path, [ANSWER], images=False)
     async with app.run_test(size=(100, 40)) as pilot:
-        assert not app.chat.attach(test_image)
+        assert app.chat.attach(test_image)
         await pilot.pause()
-        assert not app.chat.attachments.paths
-        assert any("text-only" in str(n.message) for n in app._notifications)
+        assert app.chat.attachments.paths == [test_image]
+        assert any("text-only" in str(n.message) and "tools" in str(n.message) for n in app._notifications)
+        await run_to_end(pilot, "What does the picture say?")
+        saved = app.store.runs(app.session_id or "")[0]
+        assert saved.ended == "final_answer" and not saved.images_shown
+        assert "You cannot see images" in (saved.task_message or "")
 
 
 @pilot_test

@@ -93,6 +93,6 @@ def followup_problem(backend: Backend, history: Sequence[Trajectory], task: Task
     from t3edge.agent import Agent
     from t3edge.agent.config import load_agent_config
 
-    if not backend.supports_images and any(traj.task.images for traj in history):
-        return f"{backend.model_id} is a text-only model and the chat has images"
+    if not backend.supports_images and any(traj.task.images and traj.images_shown for traj in history):
+        return f"{backend.model_id} is a text-only model and the chat showed images to its model"
     return Agent(backend, config=load_agent_config()).followup_overflow(history, task)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -19,6 +19,10 @@ DEFAULT_IMPORTS = [
 class AgentConfig(BaseModel):
     max_steps: int = Field(8, ge=1, description="model calls before the final-answer request")
     max_errors: int = Field(5, ge=1, description="parse + code errors before the run stops")
+    max_repeats: int = Field(2, ge=1, description="steps repeating earlier code before the run ends as `loop`")
+    prompt: Literal["auto", "full", "compact"] = Field(
+        "auto", description="system prompt: full, compact (small contexts), or auto by context length")
+    compact_below_context: int = Field(16384, ge=0, description="auto: compact below this context length")
     step_timeout_s: float = Field(30.0, gt=0, description="wall time of one code block")
     memory_mb: int = Field(4096, ge=256, description="address-space limit of the sandbox process")
     file_size_mb: int = Field(256, ge=1, description="largest file sandboxed code may write")

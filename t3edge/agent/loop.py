@@ -51,6 +51,8 @@ from t3edge.protocol import (
     error_message,
     observation_message,
     parse_model_output,
+    repeat_message,
+    same_code,
     task_message,
     with_final_answer_request,
 )
@@ -89,7 +91,11 @@ class Agent:
                  workspace: Path | None = None) -> None:
         self.backend = backend
         self.tools = tools if tools is not None else default_tools()
-        self.config = config or AgentConfig()
+        config = config or AgentConfig()
+        if backend.generation_overrides:  # the model's own sampling needs (registry) win
+            config = config.model_copy(update={
+                "generation": config.generation.model_copy(update=backend.generation_overrides)})
+        self.config = config
         self.workspace = Path(workspace) if workspace is not None else None
 
     def workspace_for(self, task: Task) -> Path:
@@ -99,8 +105,16 @@ class Agent:
         root = self.config.workspace or data_dir() / "workspaces"
         return Path(root) / (re.sub(r"[^A-Za-z0-9_.-]+", "_", task.id).strip("._") or "task")
 
-    def system_prompt(self) -> str:
-        return system_prompt(self.tools, self.config.allowed_imports)
+    def prompt_style(self) -> str:
+        """`full` or `compact`: the setting, or for `auto` compact below the configured context."""
+        if self.config.prompt != "auto":
+            return self.config.prompt
+        limit = self.backend.context_length
+        return "compact" if limit is not None and limit < self.config.compact_below_context else "full"
+
+    def system_prompt(self, tools: ToolSet | None = None) -> str:
+        return system_prompt(tools or self.tools, self.config.allowed_imports, style=self.prompt_style(),
+                             vision=self.backend.supports_images)
 
     def run_to_end(self, task: Task, cancel: threading.Event | None = None,
                    history: Sequence[Trajectory] = ()) -> Trajectory:
@@ -135,18 +149,20 @@ class Agent:
         ctx = ToolContext(workspace=workspace, backend=self.backend, allowed_files=attachments,
                           web=self.config.web, generation=self.config.generation)
         tools = self.tools.with_context(ctx)
-        text = task_message(task.query, [a.path for a in task.attachments])
-        images = [a.path for a in task.images]
+        shown = self.backend.supports_images
+        text = task_message(task.query, [a.path for a in task.attachments],
+                            images_hidden=bool(task.images) and not shown)
+        images = [a.path for a in task.images] if shown else []
         meta: dict[str, Any] = {"workspace": str(workspace)}
         if history:
             prompt = history[0].system_prompt or ""
             messages = followup_messages(chat_messages(history), text, images)
             meta[CONTINUES] = [h.task.id for h in history]
         else:
-            prompt = system_prompt(tools, self.config.allowed_imports)
+            prompt = self.system_prompt(tools)
             messages = first_messages(prompt, text, images)
         traj = Trajectory(
-            task=task, system_prompt=prompt, task_message=text, model=self.backend.model_id,
+            task=task, system_prompt=prompt, task_message=text, images_shown=shown, model=self.backend.model_id,
             backend=self.backend.name, started_at=time.time(), meta=meta,
         )
         start = time.perf_counter()
@@ -188,7 +204,7 @@ class Agent:
     def _loop(self, traj: Trajectory, messages: list[Message], earlier_step: Step | None, sandbox: Sandbox,
               cancel: threading.Event | None) -> Generator[AgentEvent, None, None]:
         cfg = self.config
-        errors = 0
+        errors = repeats = 0
         final_request = False
         while True:
             index = len(traj.steps)
@@ -221,7 +237,7 @@ class Agent:
             if completion is None:
                 traj.ended = "cancelled"
                 return
-            step, final = yield from self._act(index, completion, sandbox, cancel)
+            step, final = yield from self._act(index, completion, sandbox, cancel, traj.steps)
             if final_request:
                 step.kind = "final_answer_request"
             step.seconds = time.perf_counter() - step_start
@@ -236,6 +252,13 @@ class Agent:
             if cancel is not None and cancel.is_set():
                 traj.ended = "cancelled"
                 return
+            if step.kind == "repeat":
+                repeats += 1
+                if repeats >= cfg.max_repeats:
+                    traj.ended = "loop"
+                    traj.meta["error"] = (f"the model repeated earlier code {repeats} times; "
+                                          "it is stuck in a loop")
+                    return
             if step.error is not None:
                 errors += 1
                 if errors >= cfg.max_errors:
@@ -295,10 +318,10 @@ class Agent:
             stream.close()
         raise T3Error(f"the {self.backend.name} backend ended a stream without a completion")
 
-    def _act(self, index: int, completion: Completion, sandbox: Sandbox,
-             cancel: threading.Event | None) -> Generator[AgentEvent, None, tuple[Step, tuple[Any] | None]]:
+    def _act(self, index: int, completion: Completion, sandbox: Sandbox, cancel: threading.Event | None,
+             earlier: Sequence[Step]) -> Generator[AgentEvent, None, tuple[Step, tuple[Any] | None]]:
         """Parse the model's output and run its code: the Step with its feedback, and `(answer,)`
-        when the code called final_answer."""
+        when the code called final_answer. Code identical to an `earlier` step's is not run again."""
         text = completion.text
         raw = text + END_ACTION if completion.stop_string == END_ACTION else text
         usage = completion.usage
@@ -315,6 +338,13 @@ class Agent:
             return step, None
         step.code = parsed.code
         yield CodeParsed(index, parsed.thought, parsed.code, list(parsed.notes))
+        repeated = next((s for s in earlier if s.code is not None and same_code(s.code, parsed.code)), None)
+        if repeated is not None:
+            message = repeat_message(repeated.index)
+            step.kind, step.error = "repeat", message
+            step.feedback = error_message(index, message)
+            yield StepError(index, message)
+            return step, None
         before = _snapshot(sandbox.workspace)
         try:
             result = sandbox.run(parsed.code, cancel)

@@ -1,5 +1,10 @@
 """The system prompt: the Thought/Code/Observation cycle, the tools with their argument types, the
-imports code may use, worked examples, and the rules (SPEC.md section 1)."""
+imports code may use, worked examples, and the rules (docs/protocol.md).
+
+Two styles: `full` (three worked examples, every argument described) and `compact` for small
+contexts (one example, one line a tool, the rules that small models break most), about a third
+of the tokens.
+"""
 
 from __future__ import annotations
 
@@ -63,9 +68,24 @@ def render_tool(t: Tool) -> str:
     return "\n".join(lines)
 
 
-def render_examples() -> str:
+COMPACT_INTRO = """You solve tasks about files and images by writing Python code, one step at a time.
+Each step is exactly:
+Thought: one sentence.
+Code:
+```py
+<python>
+```<end_action>
+What the code prints comes back as the Observation. Finish with final_answer(answer) in a code block."""
+
+COMPACT_RULES = """Rules: print() what you need to see; never repeat code you already ran; use the tools with keyword arguments; only import the modules above; call final_answer(...) as soon as you know the answer."""
+
+
+def render_examples(limit: int | None = None) -> str:
     blocks = []
-    for query, steps in _examples():
+    examples = _examples()
+    if limit is not None:  # the compact prompt's one example: the file task, the commonest kind
+        examples = [examples[2], *examples[:2]][:limit]
+    for query, steps in examples:
         parts = [task_message(query)]
         for index, (thought, code, observation) in enumerate(steps):
             parts.append(format_step(thought, code))
@@ -75,7 +95,25 @@ def render_examples() -> str:
     return "\n\n---\n".join(blocks)
 
 
-def system_prompt(tools: ToolSet, allowed_imports: Sequence[str]) -> str:
+def render_tool_compact(t: Tool) -> str:
+    return f"- {t.signature()}: {t.description.split('. ')[0].rstrip('.')}."
+
+
+def system_prompt(tools: ToolSet, allowed_imports: Sequence[str], style: str = "full",
+                  vision: bool = True) -> str:
+    """The system prompt in `style` (`full` or `compact`). Without `vision`, the compact prompt
+    leaves out the tools that need to see images."""
+    if style == "compact":
+        shown = [t for t in tools if vision or not t.needs_vision]
+        return "\n\n".join([
+            COMPACT_INTRO,
+            "Example:\n" + render_examples(limit=1),
+            "Tools (Python functions):\n" + "\n".join(render_tool_compact(t) for t in shown)
+            + "\n- final_answer(answer): give the answer and stop.",
+            "Modules you may import: " + ", ".join(allowed_imports) + ".",
+            COMPACT_RULES,
+            "Now begin!",
+        ])
     tool_docs = "\n".join(render_tool(t) for t in tools)
     return "\n\n".join([
         INTRO,

@@ -32,6 +32,14 @@ def load_backend(spec: str, *, backend: BackendKind | None = None, adapter: str 
 
 
 def backend_for(resolved: ResolvedModel, cfg: ModelsConfig, *, adapter: str | None = None) -> Backend:
+    """The loaded backend, carrying the registry entry's sampling settings (`generation_overrides`)."""
+    backend = _load(resolved, cfg, adapter)
+    if resolved.entry is not None:
+        backend.generation_overrides = dict(resolved.entry.generation)
+    return backend
+
+
+def _load(resolved: ResolvedModel, cfg: ModelsConfig, adapter: str | None) -> Backend:
     if resolved.kind == "mlx":
         from t3edge.backends.mlx import MLXBackend
 

@@ -66,6 +66,7 @@ class GenerationConfig(BaseModel):
     max_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, description="above 1 discourages recently seen tokens")
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
 
@@ -166,6 +167,7 @@ class Backend(abc.ABC):
         self.context_length = context_length
         self.supports_images = supports_images
         self.image_policy = image_policy or ImagePolicy()
+        self.generation_overrides: dict[str, float | int] = {}  # sampling this model needs (registry)
         self._image_cache: dict[tuple[str, float, int], Image.Image] = {}
 
     @abc.abstractmethod
@@ -183,6 +185,10 @@ class Backend(abc.ABC):
                 completion = item
         assert completion is not None, f"{self.name} backend ended a stream without a Completion"
         return completion
+
+    def count_tokens(self, text: str) -> int | None:
+        """How many tokens `text` takes for this model (None when the backend cannot tell)."""
+        return None
 
     def reset(self) -> None:
         """Forget any cached conversation state (KV prefix)."""

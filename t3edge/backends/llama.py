@@ -11,11 +11,16 @@ count is reported as `Usage.cached_tokens`.
 
 Every model, mmproj and adapter file is validated by `t3edge.gguf_check` before llama.cpp opens
 it, because llama.cpp aborts the process on a malformed file.
+
+On CPUs that report AMX, llama.cpp's extra CPU buffer types (AMX / repacked quantized weights)
+crash with a segmentation fault on the first quantized matmul on some machines (seen on a
+virtual machine with AMX flags), so they are off there by default (`backend.llama_extra_buffers`).
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import hashlib
 import threading
@@ -31,6 +36,7 @@ from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, Message, StopScanner, StreamItem, TextDelta, TextPart,
     Usage,
 )
+from t3edge.chat_templates import fallback_template
 from t3edge.errors import BackendError, ContextFull, T3Error
 from t3edge.gguf_check import GGUFInfo, check_gguf, check_lora_fits
 from t3edge.images import ImagePolicy
@@ -38,6 +44,7 @@ from t3edge.models import BackendSettings, ResolvedModel
 
 DEFAULT_CONTEXT = 8192
 N_BATCH = 512
+REPEAT_WINDOW = 64  # tokens the repetition penalty looks back on (llama.cpp's default)
 
 
 @dataclass(frozen=True)
@@ -91,19 +98,19 @@ class LlamaBackend(Backend):
         self.adapter = adapter
         kv_type = llama_cpp.GGML_TYPE_F32 if settings.f32_kv_cache else None
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(resolved.path), n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_BATCH,
-                n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers,
-                lora_path=adapter, type_k=kv_type, type_v=kv_type, flash_attn=False, verbose=False,
-            )
+            with extra_buffer_types(settings.llama_extra_buffers):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(resolved.path), n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_BATCH,
+                    n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers,
+                    lora_path=adapter, type_k=kv_type, type_v=kv_type, flash_attn=False, verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendError(f"llama.cpp could not load {resolved.path}: {exc}",
                                hint="convert the model again, or check it with: t3edge convert inspect") from exc
         try:
             self._mtmd = self._init_mtmd(str(resolved.mmproj), settings) if proj_info else None
-            template = self._llm.metadata.get("tokenizer.chat_template")
-            if not template:
-                raise BackendError(f"{resolved.path} has no chat template (tokenizer.chat_template)")
+            template = self._llm.metadata.get("tokenizer.chat_template") or fallback_template(
+                model_info.architecture)  # a base model ships none: its family's template
             self._template = _compile_template(template)
         except BackendError:
             self._llm.close()
@@ -159,6 +166,9 @@ class LlamaBackend(Backend):
         self._llm.close()
         self._cache = []
 
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+
     def reset(self) -> None:
         with self._lock:
             self._ctx.kv_cache_clear()
@@ -173,8 +183,8 @@ class LlamaBackend(Backend):
         marker = mtmd_cpp.mtmd_default_marker().decode()
         rendered = []
         for m in messages:
-            if isinstance(m.content, str):
-                rendered.append({"role": m.role, "content": m.content})
+            if isinstance(m.content, str) or not m.images:  # many templates take only strings
+                rendered.append({"role": m.role, "content": m.text})
             else:
                 rendered.append({"role": m.role, "content": [
                     {"type": "text", "text": p.text if isinstance(p, TextPart) else marker} for p in m.parts]})
@@ -378,8 +388,9 @@ class LlamaBackend(Backend):
             n_past = self._cache_positions(self._cache)
             ids: list[int] = []
             finish = "length"
+            recent = [int(p.key) for p in self._cache[-REPEAT_WINDOW:] if p.kind == "text"]
             while len(ids) < config.max_tokens:
-                tok = _sample(self._logits(), config, rng)
+                tok = _sample(self._logits(), config, rng, recent)
                 if self._is_eog(tok):
                     finish = "stop"
                     break
@@ -396,6 +407,7 @@ class LlamaBackend(Backend):
                     break
                 n_past = self._decode([tok], n_past, logits_last=True)
                 self._cache.append(Piece("text", tok, 1, 1))
+                recent = [*recent[-REPEAT_WINDOW + 1:], tok]
             if scanner.hit is None:
                 tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
                 if tail:
@@ -413,7 +425,15 @@ class LlamaBackend(Backend):
             prompt.holder = None
 
 
-def _sample(logits: np.ndarray, config: GenerationConfig, rng: np.random.Generator) -> int:
+def _sample(logits: np.ndarray, config: GenerationConfig, rng: np.random.Generator,
+            recent: Sequence[int] = ()) -> int:
+    """The next token: greedy at temperature 0, else top-p sampling; a repetition penalty first
+    divides the positive logits (multiplies the negative ones) of the `recent` tokens, as
+    llama.cpp and Hugging Face do."""
+    if config.repetition_penalty != 1.0 and len(recent):
+        seen = np.unique(np.asarray(recent, dtype=np.int64))
+        vals = logits[seen]
+        logits[seen] = np.where(vals > 0, vals / config.repetition_penalty, vals * config.repetition_penalty)
     if config.temperature <= 0:
         return int(np.argmax(logits))
     z = logits.astype(np.float64) / config.temperature
@@ -428,6 +448,44 @@ def _sample(logits: np.ndarray, config: GenerationConfig, rng: np.random.Generat
         p = np.where(mask, p, 0.0)
         p /= p.sum()
     return int(rng.choice(len(p), p=p))
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU reports AMX tiles (Linux /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_tile" in line.split()
+    except OSError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def extra_buffer_types(enabled: bool | None) -> Iterator[None]:
+    """Models loaded inside use llama.cpp's extra CPU buffer types only if `enabled` (None: unless
+    the CPU reports AMX). llama-cpp-python's `Llama` does not expose the switch, so its default
+    model parameters are wrapped while the model loads."""
+    import llama_cpp.llama_cpp as lib
+
+    if enabled is None:
+        enabled = not cpu_has_amx()
+    if enabled:
+        yield
+        return
+    default = lib.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = default
 
 
 def _check_projection(model: GGUFInfo, proj: GGUFInfo) -> None:

@@ -82,6 +82,9 @@ class MLXBackend(Backend):
             hf_messages(messages), tokenize=False, add_generation_prompt=True
         )
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
     def reset(self) -> None:
         self._state = self._state_cls()
 

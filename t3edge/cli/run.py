@@ -121,6 +121,10 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     with console.status(f"loading {escape(model)}...", spinner="dots"):
         loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]
     agent = Agent(loaded, config=config, workspace=Path(workspace) if workspace else None)
+    if (click.get_current_context().find_root().obj or {}).get("debug"):
+        count = loaded.count_tokens(agent.system_prompt())
+        console.print(f"[dim]system prompt: {agent.prompt_style()}, "
+                      f"{count if count is not None else '?'} tokens of a {loaded.context_length or '?'}-token context[/dim]")
     trajectory: Trajectory | None = None
     status = console.status("", spinner="dots")
     generated = 0

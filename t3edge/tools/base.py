@@ -159,6 +159,7 @@ class Tool:
     inputs: tuple[ToolInput, ...]
     output_type: str
     func: Callable[..., Any]
+    needs_vision: bool = False  # answered by the loaded model looking at an image
 
     def signature(self) -> str:
         parts = []
@@ -197,8 +198,9 @@ class Tool:
 
 
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
-         output_type: str | None = None) -> Any:
-    """Register a function `f(ctx: ToolContext, arg: type, ...) -> T` as a Tool."""
+         output_type: str | None = None, needs_vision: bool = False) -> Any:
+    """Register a function `f(ctx: ToolContext, arg: type, ...) -> T` as a Tool (`needs_vision`:
+    it asks the loaded model about an image)."""
 
     def wrap(f: Callable[..., Any]) -> Tool:
         sig = inspect.signature(f)
@@ -220,7 +222,7 @@ def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
             ))
         out = output_type or _type_name(hints.get("return", Any))
         return Tool(name=name or f.__name__, description=description, inputs=tuple(inputs),
-                    output_type=out, func=f)
+                    output_type=out, func=f, needs_vision=needs_vision)
 
     return wrap(func) if func is not None else wrap
 

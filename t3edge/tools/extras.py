@@ -17,7 +17,7 @@ from t3edge.tools.base import ToolContext, ToolError, tool
 from t3edge.tools.vision import ask_vlm, parse_boxes
 
 
-@tool
+@tool(needs_vision=True)
 def segmentation(ctx: ToolContext, image_path: str, prompt: str) -> str:
     """Cut out an object: returns the path of a black-and-white mask image (white = the object).
 

@@ -1,26 +1,19 @@
-"""Documents as text: markitdown (pdf, docx, xlsx, pptx, csv, html, json, zip, txt); a question
-about the document is answered by the loaded model over that text."""
+"""Documents as text (`t3edge.documents`: pdf, docx, xlsx, pptx, csv, html, json, zip, txt); a
+question about the document is answered by the loaded model over that text."""
 
 from __future__ import annotations
 
 import io
 import zipfile
-from functools import lru_cache
-from typing import IO, Any
+from typing import IO
 
+from t3edge.documents import UnreadableDocument, document_text
 from t3edge.tools.base import ToolContext, ToolError, tool
 from t3edge.tools.vision import ask_vlm
 
 MAX_CHARS = 40000
 MAX_UNPACKED_BYTES = 200 * 2**20  # a zip bomb made by the code must not fill this process's memory
 _MAX_NESTING = 4
-
-
-@lru_cache(maxsize=1)
-def _converter() -> Any:
-    from markitdown import MarkItDown
-
-    return MarkItDown()
 
 
 def unpacked_size(source: str | IO[bytes], depth: int = 0) -> int:
@@ -47,14 +40,14 @@ def file_text(ctx: ToolContext, file_path: str) -> str:
     try:
         unpacked = max(unpacked_size(str(path)), path.stat().st_size)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        unpacked = path.stat().st_size  # a damaged archive: markitdown says what is wrong with it
+        unpacked = path.stat().st_size  # a damaged archive: the converter says what is wrong with it
     if unpacked > MAX_UNPACKED_BYTES:
         raise ToolError(f"{path.name} is too large to read as text (it unpacks to more than "
                         f"{MAX_UNPACKED_BYTES // 2**20} MB); read a part of it with pandas or open()")
     try:
-        text = _converter().convert(str(path)).text_content or ""
-    except Exception as exc:  # markitdown raises many kinds for unreadable or unsupported files
-        raise ToolError(f"cannot read {path.name} as text: {type(exc).__name__}: {exc}") from exc
+        text = document_text(path)
+    except UnreadableDocument as exc:
+        raise ToolError(f"cannot read {path.name} as text: {exc}") from exc
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS] + f"\n... [truncated: {len(text) - MAX_CHARS} more characters]"
     return text

@@ -20,6 +20,10 @@ def ask_vlm(ctx: ToolContext, tool_name: str, question: str, image_path: str | N
     """One VLM answer (greedy) to a question, about an image when given."""
     backend = ctx.require_backend(tool_name)
     parts: list[Any] = []
+    if image_path is not None and not backend.supports_images:
+        raise ToolError(f"{tool_name} needs a vision model, and the loaded model ({backend.model_id}) is "
+                        "text-only: it cannot look at images. Read the image's text with "
+                        "ocr(image_path=...) or find faces with facedetection(image_path=...) instead.")
     if image_path is not None:
         parts.append(ImagePart(str(ctx.input_path(image_path, what="image"))))
     parts.append(TextPart(question))
@@ -28,7 +32,7 @@ def ask_vlm(ctx: ToolContext, tool_name: str, question: str, image_path: str | N
     return backend.generate([Message("user", parts)], config).text.strip()
 
 
-@tool
+@tool(needs_vision=True)
 def visualizer(ctx: ToolContext, question: str, image_path: str) -> str:
     """Answer a question about an image (describe it, read a chart, count things) with the vision model.
 
@@ -56,7 +60,7 @@ def parse_boxes(text: str, width: int, height: int) -> list[list[int]]:
     return boxes
 
 
-@tool
+@tool(needs_vision=True)
 def objectlocation(ctx: ToolContext, object: str, image_path: str) -> list[list[int]]:
     """Find an object in an image; returns its bounding boxes [x1, y1, x2, y2] in pixels (empty if not found).
 

@@ -98,18 +98,17 @@ class ChatScreen(Screen[None]):
     # -- attachments -----------------------------------------------------------------------------
 
     def attach(self, path: Path) -> bool:
-        """Add a file to the next message; refuse what the model cannot take."""
+        """Add a file to the next message (an image for a text-only model goes to its tools by path)."""
         if not path.is_file():
             self.notify(f"Not a file: {path}", severity="error")
             return False
         backend = self.app.backend
         if file_kind(path) == "image" and backend is not None and not backend.supports_images:
             self.notify(
-                f"{backend.model_id} is a text-only model: it cannot look at {path.name}. "
-                "Pick a vision model (ctrl+l) to use images.",
-                severity="error", timeout=8,
+                f"{backend.model_id} is a text-only model: it will read {path.name} with its tools "
+                "(ocr, facedetection), not see it. Pick a vision model (ctrl+l) to show it images.",
+                timeout=8,
             )
-            return False
         if not self.attachments.add(path):
             self.notify(f"{path.name} is already attached")
         return True
@@ -141,9 +140,6 @@ class ChatScreen(Screen[None]):
             self.notify(self.app.model_problem or "The model is still loading…", severity="warning")
             return
         paths = self.attachments.paths
-        if not backend.supports_images and any(file_kind(p) == "image" for p in paths):
-            self.notify(f"{backend.model_id} is text-only: remove the image attachments.", severity="error")
-            return
         try:
             task = Task(id=uuid.uuid4().hex[:12], query=query, attachments=[Attachment.from_path(p) for p in paths])
         except T3Error as exc:
