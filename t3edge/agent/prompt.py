@@ -80,11 +80,14 @@ What the code prints comes back as the Observation. Finish with final_answer(ans
 COMPACT_RULES = """Rules: print() what you need to see; never repeat code you already ran; use the tools with keyword arguments; only import the modules above; call final_answer(...) as soon as you know the answer."""
 
 
-def render_examples(limit: int | None = None) -> str:
+def render_examples(limit: int | None = None, vision: bool = True) -> str:
+    """The worked examples (without the one that looks at images when not `vision`); `limit`
+    keeps the first ones, the file task first, the commonest kind."""
+    receipt, crop, table = _examples()
+    examples = [receipt, crop, table] if vision else [receipt, table]
+    if limit is not None:
+        examples = [table, *[e for e in examples if e is not table]][:limit]
     blocks = []
-    examples = _examples()
-    if limit is not None:  # the compact prompt's one example: the file task, the commonest kind
-        examples = [examples[2], *examples[:2]][:limit]
     for query, steps in examples:
         parts = [task_message(query)]
         for index, (thought, code, observation) in enumerate(steps):
@@ -101,10 +104,10 @@ def render_tool_compact(t: Tool) -> str:
 
 def system_prompt(tools: ToolSet, allowed_imports: Sequence[str], style: str = "full",
                   vision: bool = True) -> str:
-    """The system prompt in `style` (`full` or `compact`). Without `vision`, the compact prompt
-    leaves out the tools that need to see images."""
+    """The system prompt in `style` (`full` or `compact`). Without `vision` (a text-only model) it
+    leaves out the tools and the example that need to see images."""
+    shown = [t for t in tools if vision or not t.needs_vision]
     if style == "compact":
-        shown = [t for t in tools if vision or not t.needs_vision]
         return "\n\n".join([
             COMPACT_INTRO,
             "Example:\n" + render_examples(limit=1),
@@ -114,10 +117,10 @@ def system_prompt(tools: ToolSet, allowed_imports: Sequence[str], style: str = "
             COMPACT_RULES,
             "Now begin!",
         ])
-    tool_docs = "\n".join(render_tool(t) for t in tools)
+    tool_docs = "\n".join(render_tool(t) for t in shown)
     return "\n\n".join([
         INTRO,
-        "Here are examples:\n---\n" + render_examples() + "\n---",
+        "Here are examples:\n---\n" + render_examples(vision=vision) + "\n---",
         "You can call these tools as Python functions (plus final_answer(answer)):\n" + tool_docs,
         "You can import these modules: " + ", ".join(allowed_imports) + ".",
         RULES,
