@@ -22,7 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("t3edge.cli.config:config", "Show effective settings and where they come from."),
     "convert": ("converters.cli:convert", "Convert models and adapters: HF, MLX, GGUF, PEFT."),
     "train": ("t3edge.cli.train:train", "LoRA / QLoRA trajectory tuning on MLX."),
-    "eval": ("t3edge.cli.eval:eval_group", "Evaluate on GTA and GAIA; score, merge, compare."),
+    "flywheel": ("t3edge.cli.flywheel:flywheel", "Tasks -> teacher -> tuning -> evaluation of a student, in one command."),
+    "eval": ("t3edge.cli.eval:eval_group", "Evaluate on GTA, GAIA and the built-in tasks; score, merge, compare."),
+    "tasks": ("t3edge.cli.tasks:tasks_group", "Make the built-in verifiable tasks; teach from their references."),
     "synth": ("synth.cli:synth", "The data engine: synthesize and verify MM-Traj data."),
     "dev": ("t3edge.cli.dev:dev", "Developer tools (tiny test models)."),
 }

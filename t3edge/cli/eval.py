@@ -1,4 +1,5 @@
-"""`t3edge eval`: run GTA / GAIA with the agent, score predictions, merge shards, compare runs."""
+"""`t3edge eval`: run GTA / GAIA / the built-in tasks with the agent, score predictions, merge shards,
+compare runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.table import Table
 
 
 BENCHMARKS = click.Choice(["gta", "gaia"])
+SCORABLE = click.Choice(["gta", "gaia", "tasks"])
 SPLITS = click.Choice(["validation", "test"])
 
 
@@ -46,7 +48,8 @@ def _print_metrics(console: Console, metrics: dict[str, Any], title: str) -> Non
 
 @click.group(name="eval")
 def eval_group() -> None:
-    """Evaluate on GTA and GAIA; score predictions, merge shards, compare runs (docs/eval.md)."""
+    """Evaluate on GTA, GAIA and the built-in tasks; score predictions, merge shards, compare runs
+    (docs/eval.md)."""
 
 
 def _run_options(f: Any) -> Any:
@@ -102,7 +105,10 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
                      else "run the same command again to retry the rest")
         console.print(f"{outcome.finished} of {outcome.total} items finished; {next_step}")
         return
-    _print_metrics(console, summary["metrics"], f"{benchmark.upper()} ({summary['finished']} items)")
+    metrics = summary["metrics"]
+    if benchmark == "tasks":  # per family: in report.md
+        metrics = {k: v for k, v in metrics.items() if k != "families"}
+    _print_metrics(console, metrics, f"{benchmark.upper()} ({summary['finished']} items)")
     console.print(f"report: {escape(str(folder / 'report.md'))}")
 
 
@@ -120,6 +126,13 @@ def gta(**kwargs: Any) -> None:
 def gaia(split: str | None, token: str | None, **kwargs: Any) -> None:
     """Run the agent on GAIA (your copy of the gated dataset, or downloaded with a token)."""
     _run("gaia", token=token, extra={"gaia_split": split}, **kwargs)
+
+
+@eval_group.command()
+@_run_options
+def tasks(**kwargs: Any) -> None:
+    """Run the agent on a built-in task folder (made by `t3edge tasks make`; docs/tasks.md)."""
+    _run("tasks", **kwargs)
 
 
 @eval_group.command()
@@ -142,10 +155,10 @@ def fetch(benchmark: str, dest: Path | None, token: str | None, split: str) -> N
 
 
 @eval_group.command()
-@click.argument("benchmark", type=BENCHMARKS)
+@click.argument("benchmark", type=SCORABLE)
 @click.option("--data", type=click.Path(path_type=Path, exists=True), required=True, help="Dataset folder.")
 @click.option("--predictions", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="GTA: JSON object item id -> answer. GAIA: submission JSONL (task_id, model_answer).")
+              help="GTA / tasks: JSON object item id -> answer. GAIA: submission JSONL (task_id, model_answer).")
 @click.option("--per-item", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write one JSON line per item: id, prediction, verdict.")
 @click.option("--split", type=SPLITS, default=None, help="GAIA split (default validation).")

@@ -12,7 +12,9 @@ from t3edge.backends.base import Backend
 from t3edge.errors import BackendError
 from t3edge.eval.gta import GTAItem
 from t3edge.eval.gta_tools import gta_tools, own_tool_calls, recorded
+from t3edge.eval.items import ToolCall
 from t3edge.eval.runner import Item, Solved, Solver
+from t3edge.eval.tasks import TaskItem
 from t3edge.trajectory import Task, Trajectory
 
 
@@ -24,7 +26,8 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
     replayed script then starts from its first output for every item, so resumed and sharded
     runs replay exactly what a single run does). Each item works in its own empty folder under
     `workspaces`. GTA items get GTA's tools under their own names
-    when `gta_names`; their calls are recorded for the tool metrics.
+    when `gta_names`; their calls are recorded for the tool metrics, as are the calls of the
+    built-in tasks (t3edge's own tools).
     """
     from t3edge.agent import Agent
     from t3edge.tools import default_tools
@@ -59,6 +62,8 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
         trajectory = run(Agent(model(), tools=default_tools(), config=config, workspace=workspace), task)
         if isinstance(item, GTAItem):
             return Solved(trajectory, own_tool_calls([n for s in trajectory.steps for n in s.tools_called]))
+        if isinstance(item, TaskItem):  # the task's checker and tool choice need the calls made
+            return Solved(trajectory, [ToolCall(name=n) for s in trajectory.steps for n in s.tools_called])
         return Solved(trajectory)
 
     return solve

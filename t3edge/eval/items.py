@@ -24,4 +24,4 @@ def schema_error(source: str, item: str, exc: ValidationError, hint: str) -> Bad
     return BadInput(f"{source}: item {item}: field {field!r}: {first['msg']}", hint=hint)
 
 
-Benchmark = Literal["gta", "gaia"]
+Benchmark = Literal["gta", "gaia", "tasks"]

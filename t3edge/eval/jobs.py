@@ -20,8 +20,9 @@ from t3edge.eval.records import (
     RESULTS, EvalRecord, RunInfo, Shard, code_version, read_records, read_run_info, result_files, write_run_info,
 )
 from t3edge.eval.report import compute_metrics, write_report
-from t3edge.eval.runner import RunOutcome, Solver, Suite, gaia_suite, gta_suite, run_suite
+from t3edge.eval.runner import RunOutcome, Solver, Suite, gaia_suite, gta_suite, prediction_text, run_suite, tasks_suite
 from t3edge.eval.similarity import Similarity, load_similarity
+from t3edge.eval.tasks import load_task_items, task_split, tasks_index
 from t3edge.models import BackendKind
 from t3edge.trajectory import JsonlWriter, Trajectory, sha256_file
 
@@ -34,6 +35,9 @@ def resolve_data(benchmark: Benchmark, data: Path | None, cfg: EvalConfig, token
     """The dataset folder: given, or already downloaded, or fetched now (GTA public; GAIA with a token)."""
     if data is not None:
         return data
+    if benchmark == "tasks":
+        raise T3Error("give the task folder with --data",
+                      hint="make one first: t3edge tasks make OUT --split test --n 50 --seed 0")
     dest = benchmark_folder(benchmark)
     if benchmark == "gta":
         return dest if (dest / "dataset.json").is_file() else fetch_gta(dest, cfg.gta_repo)
@@ -54,6 +58,8 @@ def similarity_for(cfg: EvalConfig) -> tuple[Similarity | None, str]:
 def load_suite(benchmark: Benchmark, data: Path, cfg: EvalConfig,
                similarity: Callable[[], tuple[Similarity | None, str]] | None = None) -> tuple[Suite, str]:
     """The benchmark's items and scorer; the similarity model is loaded only if some item needs it."""
+    if benchmark == "tasks":
+        return tasks_suite(load_task_items(data)), "not used"
     if benchmark == "gaia":
         gaia_items = load_gaia(data, cfg.gaia_split)
         if not gaia_items:
@@ -91,8 +97,10 @@ class PreparedRun:
 
 def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path | None = None,
                 backend: BackendKind | None = None, adapter: str | None = None, limit: int | None = None,
-                out: Path | None = None, token: str | None = None) -> PreparedRun:
-    """Resolve the data, load the suite and make the agent solver for `model` (+ `adapter`)."""
+                out: Path | None = None, token: str | None = None,
+                agent_overrides: dict[str, Any] | None = None) -> PreparedRun:
+    """Resolve the data, load the suite and make the agent solver for `model` (+ `adapter`);
+    `agent_overrides` are `agent` settings for this run (e.g. `generation.max_tokens`)."""
     from t3edge.agent import load_agent_config
     from t3edge.backends import load_backend
     from t3edge.eval.agent_solver import agent_solver
@@ -103,7 +111,7 @@ def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path
     suite, similarity = load_suite(benchmark, data, cfg)
     resolve_model(model, load_models_config(), backend)  # an unknown model fails now, not once per item
     info = new_run_info(benchmark, data, model, adapter, limit, cfg, similarity)
-    agent_cfg = load_agent_config({"max_steps": cfg.max_steps, "max_errors": cfg.max_errors})
+    agent_cfg = load_agent_config({"max_steps": cfg.max_steps, "max_errors": cfg.max_errors, **(agent_overrides or {})})
     solve = agent_solver(lambda: load_backend(model, backend=backend, adapter=adapter), agent_cfg,
                          folder / "workspaces", gta_names=cfg.gta_tools, fresh_backend=model.startswith("replay:"))
     return PreparedRun(folder, suite, info, solve)
@@ -188,10 +196,20 @@ def reasoning_trace(trajectory: Trajectory | None) -> str:
 # -------------------------------------------------------------------------------------------
 
 
-def read_predictions(benchmark: Benchmark, path: Path) -> dict[str, str | None]:
-    """GTA: a JSON object item id -> answer string. GAIA: submission JSONL (task_id, model_answer)."""
+def read_predictions(benchmark: Benchmark, path: Path) -> dict[str, Any]:
+    """GTA: a JSON object item id -> answer string. GAIA: submission JSONL (task_id, model_answer).
+    Tasks: a JSON object task id -> answer (any JSON value: a number, a string, a list)."""
     if not path.is_file():
         raise T3Error(f"predictions file not found: {path}")
+    if benchmark == "tasks":
+        try:
+            answers = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise T3Error(f"{path}: not JSON ({exc})", hint='task predictions are {"test-csv_total-0000": 12.5, ...}') from exc
+        if not isinstance(answers, dict):
+            raise T3Error(f"{path}: expected a JSON object mapping task ids to answers",
+                          hint='e.g. {"test-csv_total-0000": 12.5, "test-ocr_code-0000": "KX-347"}')
+        return {str(k): v for k, v in answers.items()}
     if benchmark == "gta":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -217,7 +235,7 @@ def read_predictions(benchmark: Benchmark, path: Path) -> dict[str, str | None]:
     return out
 
 
-def score_predictions(suite: Suite, predictions: dict[str, str | None],
+def score_predictions(suite: Suite, predictions: dict[str, Any],
                       per_item: Path | None = None) -> dict[str, Any]:
     """Score predictions with the same scorers as a run; optionally one JSON line per item."""
     ids = {i.id for i in suite.items}
@@ -229,8 +247,8 @@ def score_predictions(suite: Suite, predictions: dict[str, str | None],
     records = []
     for item in suite.items:
         pred = predictions.get(item.id)
-        records.append(EvalRecord(benchmark=suite.benchmark, id=item.id, index=item.index, prediction=pred,
-                                  verdict=suite.score(item, pred, None)))
+        records.append(EvalRecord(benchmark=suite.benchmark, id=item.id, index=item.index,
+                                  prediction=prediction_text(pred), verdict=suite.score(item, pred, None)))
     if per_item is not None:
         per_item.parent.mkdir(parents=True, exist_ok=True)
         with open(per_item, "w", encoding="utf-8") as fh:
@@ -248,6 +266,8 @@ def score_predictions(suite: Suite, predictions: dict[str, str | None],
 def item_score(record: EvalRecord) -> float | None:
     """The one number an item's result is compared by (None when it was not scored)."""
     v = record.verdict
+    if v.benchmark == "tasks":
+        return float(v.correct)
     if v.benchmark == "gaia":
         return None if v.correct is None else float(v.correct)
     return v.image_score if v.kind == "image" else v.official
@@ -283,10 +303,14 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
 
 def new_run_info(benchmark: Benchmark, data: Path, model: str, adapter: str | None, limit: int | None,
                  cfg: EvalConfig, similarity: str) -> RunInfo:
-    index = find_root(data) / "dataset.json" if benchmark == "gta" else find_metadata(data, cfg.gaia_split)
+    if benchmark == "tasks":
+        index, split = tasks_index(data), task_split(data)
+    elif benchmark == "gta":
+        index, split = find_root(data) / "dataset.json", None
+    else:
+        index, split = find_metadata(data, cfg.gaia_split), cfg.gaia_split
     return RunInfo(benchmark=benchmark, data=str(data.resolve()), data_sha256=sha256_file(index),
-                   model=model, adapter=adapter, limit=limit,
-                   split=cfg.gaia_split if benchmark == "gaia" else None, config=cfg.model_dump(mode="json"),
+                   model=model, adapter=adapter, limit=limit, split=split, config=cfg.model_dump(mode="json"),
                    similarity=similarity, code_version=code_version())
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from t3edge.eval.gaia_score import GAIAVerdict
 from t3edge.eval.gta_score import CATEGORIES, GTAVerdict, tool_category
+from t3edge.eval.tasks import TasksVerdict
 from t3edge.trajectory import Trajectory
 
 _EPS = 1e-5  # GTA's scorer adds this to the F1 denominators
@@ -116,4 +117,47 @@ def gaia_metrics(verdicts: Sequence[GAIAVerdict], trajectories: Sequence[Traject
                    "answered": sum(v.answered for v in verdicts), "code_blocks": blocks},
         "official": {"accuracy": _pct(sum(bool(v.correct) for v in scored), len(scored)), "levels": per_level},
         "t3agent": {"code_exec": _pct(ok, blocks)},
+    }
+
+
+TASK_RATES = ("answer_acc", "final_answer_rate", "well_formed_steps", "code_exec", "tool_choice")
+
+
+def _task_rates(pairs: Sequence[tuple[TasksVerdict, Trajectory | None]]) -> dict[str, float | None]:
+    trajectories = [t for _, t in pairs if t is not None]
+    steps = [s for t in trajectories for s in t.steps]
+    ok, blocks = code_exec(trajectories)
+    finished = sum(t.ended == "final_answer" if t is not None else v.answered for v, t in pairs)
+    tool_tasks = [v for v, _ in pairs if v.tools_ok is not None]
+    return {
+        "answer_acc": _pct(sum(v.correct for v, _ in pairs), len(pairs)),
+        "final_answer_rate": _pct(finished, len(pairs)),
+        "well_formed_steps": _pct(sum(s.kind != "parse_error" for s in steps), len(steps)),
+        "code_exec": _pct(ok, blocks),
+        "tool_choice": _pct(sum(bool(v.tools_ok) for v in tool_tasks), len(tool_tasks)),
+    }
+
+
+def tasks_metrics(pairs: Sequence[tuple[TasksVerdict, Trajectory | None]]) -> dict[str, Any]:
+    """The built-in tasks: AnsAcc (the task's checker), final-answer rate, well-formed-step rate,
+    CodeExec and tool choice, over all tasks, the held-out families and the train families; and
+    AnsAcc and tool choice per family."""
+    held = [p for p in pairs if p[0].held_out]
+    seen = [p for p in pairs if not p[0].held_out]
+    families: dict[str, Any] = {}
+    for name in sorted({v.family for v, _ in pairs}):
+        at = [p for p in pairs if p[0].family == name]
+        rates = _task_rates(at)
+        families[name] = {"n": len(at), "held_out": at[0][0].held_out, "answer_acc": rates["answer_acc"],
+                          "tool_choice": rates["tool_choice"]}
+    trajectories = [t for _, t in pairs if t is not None]
+    return {
+        "counts": {"items": len(pairs), "held_out": len(held), "train_families": len(seen),
+                   "answered": sum(v.answered for v, _ in pairs), "correct": sum(v.correct for v, _ in pairs),
+                   "steps": sum(len(t.steps) for t in trajectories), "code_blocks": code_exec(trajectories)[1],
+                   "tool_tasks": sum(v.tools_ok is not None for v, _ in pairs)},
+        "all": _task_rates(pairs),
+        "held_out": _task_rates(held),
+        "train_families": _task_rates(seen),
+        "families": families,
     }

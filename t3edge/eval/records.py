@@ -14,12 +14,13 @@ from t3edge.errors import T3Error
 from t3edge.eval.gaia_score import GAIAVerdict
 from t3edge.eval.gta_score import GTAVerdict
 from t3edge.eval.items import Benchmark, ToolCall
+from t3edge.eval.tasks import TasksVerdict
 from t3edge.trajectory import Trajectory, iter_jsonl
 
 RUN_FILE = "run.json"
 RESULTS = "results.jsonl"
 
-Verdict = Annotated[GTAVerdict | GAIAVerdict, Field(discriminator="benchmark")]
+Verdict = Annotated[GTAVerdict | GAIAVerdict | TasksVerdict, Field(discriminator="benchmark")]
 
 
 class Shard(BaseModel):
@@ -103,7 +104,7 @@ def read_run_info(folder: Path) -> RunInfo:
     path = folder / RUN_FILE
     if not path.is_file():
         raise T3Error(f"{folder} is not an evaluation run (no {RUN_FILE})",
-                      hint="give the --out folder of a `t3edge eval gta|gaia` run")
+                      hint="give the --out folder of a `t3edge eval gta|gaia|tasks` run")
     try:
         return RunInfo.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:

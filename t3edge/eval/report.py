@@ -11,9 +11,10 @@ from typing import Any
 
 from t3edge.eval.gaia_score import GAIAVerdict
 from t3edge.eval.gta_score import CATEGORIES, GTAVerdict
-from t3edge.eval.metrics import gaia_metrics, gta_metrics
+from t3edge.eval.metrics import TASK_RATES, gaia_metrics, gta_metrics, tasks_metrics
 from t3edge.eval.published import GAIA, GTA_OFFICIAL_BEST, GTA_T3AGENT, same_controller
 from t3edge.eval.records import EvalRecord, RunInfo
+from t3edge.eval.tasks import TasksVerdict
 
 PROTOCOLS = {
     "gta.official": "GTA official: exact port of GTA's scorer (whitelist/blacklist regex with word "
@@ -23,6 +24,12 @@ PROTOCOLS = {
     "gaia.official": "GAIA official: exact port of GAIA's question scorer",
     "code_exec": "CodeExec: share of generated code blocks that ran without error",
     "tool_acc": "ToolAcc: share of reference tool calls matched by the predicted call at the same position",
+    "tasks.check": "AnsAcc: share of tasks whose final answer passes the task's own checker (numbers within "
+                   "the tolerance, normalized strings, sets, lists, sizes; no final answer is wrong)",
+    "tasks.final": "final-answer rate: share of tasks whose run ended with final_answer",
+    "tasks.well_formed": "well-formed steps: share of model steps that parsed into Thought/Code (not parse_error)",
+    "tasks.tool_choice": "tool choice: share of the tasks that expect tools whose run called every expected tool "
+                         "at least once (failed calls count; extra calls are not penalised)",
 }
 
 
@@ -30,6 +37,8 @@ def protocols(benchmark: str) -> dict[str, str]:
     """The protocols a benchmark's report uses."""
     if benchmark == "gta":
         keys = ["gta.official", "gta.t3agent", "tool_acc", "code_exec"]
+    elif benchmark == "tasks":
+        keys = ["tasks.check", "tasks.final", "tasks.well_formed", "code_exec", "tasks.tool_choice"]
     else:
         keys = ["gaia.official", "code_exec"]
     return {k: PROTOCOLS[k] for k in keys}
@@ -40,6 +49,8 @@ def compute_metrics(benchmark: str, records: Sequence[EvalRecord]) -> dict[str, 
     verdicts = [r.verdict for r in records]
     if benchmark == "gta":
         return gta_metrics([v for v in verdicts if isinstance(v, GTAVerdict)], trajectories)
+    if benchmark == "tasks":
+        return tasks_metrics([(r.verdict, r.trajectory) for r in records if isinstance(r.verdict, TasksVerdict)])
     return gaia_metrics([v for v in verdicts if isinstance(v, GAIAVerdict)], trajectories)
 
 
@@ -70,6 +81,8 @@ def markdown(s: dict[str, Any]) -> str:
     mine = same_controller(s["model"], s["adapter"])
     if s["benchmark"] == "gta":
         lines += _gta_tables(m, mine)
+    elif s["benchmark"] == "tasks":
+        lines += _tasks_tables(m)
     else:
         lines += _gaia_tables(m, mine)
     lines += ["", "## Protocols", ""] + [f"- {text}" for text in protocols(s["benchmark"]).values()]
@@ -103,6 +116,28 @@ def _gta_tables(m: dict[str, Any], mine: str | None) -> list[str]:
     return out
 
 
+TASK_RATE_NAMES = {"answer_acc": "AnsAcc", "final_answer_rate": "final-answer rate",
+                   "well_formed_steps": "well-formed steps", "code_exec": "CodeExec", "tool_choice": "tool choice"}
+
+
+def _tasks_tables(m: dict[str, Any]) -> list[str]:
+    c = m["counts"]
+    out = ["## Ours (the built-in tasks, each scored by its own checker)", "",
+           f"- tasks: {c['items']} ({c['held_out']} of held-out families, never in train); "
+           f"answered {c['answered']}, correct {c['correct']}",
+           f"- steps: {c['steps']}; code blocks: {c['code_blocks']}; tasks that expect tools: {c['tool_tasks']}", "",
+           f"| metric | all ({c['items']}) | held-out families ({c['held_out']}) | "
+           f"train families ({c['train_families']}) |", "|---|---|---|---|"]
+    for key in TASK_RATES:
+        out.append(f"| {TASK_RATE_NAMES[key]} | {_fmt(m['all'][key])} | {_fmt(m['held_out'][key])} | "
+                   f"{_fmt(m['train_families'][key])} |")
+    out += ["", "| family | held out | tasks | AnsAcc | tool choice |", "|---|---|---|---|---|"]
+    for name, f in m["families"].items():
+        out.append(f"| {name} | {'yes' if f['held_out'] else ''} | {f['n']} | {_fmt(f['answer_acc'])} | "
+                   f"{_fmt(f['tool_choice'])} |")
+    return out
+
+
 def _gaia_tables(m: dict[str, Any], mine: str | None) -> list[str]:
     c, levels = m["counts"], m["official"]["levels"]
     lv = [levels.get(str(k), {}).get("accuracy") for k in (1, 2, 3)]
@@ -127,8 +162,19 @@ def plot(s: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     m = s["metrics"]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if s["benchmark"] == "gta":
+    fig, ax = plt.subplots(figsize=(9, 4.5) if s["benchmark"] == "tasks" else (7, 4))
+    if s["benchmark"] == "tasks":
+        families = m["families"]
+        labels = [*families, "all", "held-out"]
+        values = [*(f["answer_acc"] for f in families.values()), m["all"]["answer_acc"], m["held_out"]["answer_acc"]]
+        colours = [("#cc6677" if f["held_out"] else "#4477aa") for f in families.values()] + ["#222222", "#cc6677"]
+        bars = ax.bar(labels, [v or 0.0 for v in values], color=colours)
+        ax.set_title(f"Tasks: AnsAcc per family (red: held out of train) - {s['model']}")
+        ax.set_ylabel("AnsAcc %")
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    elif s["benchmark"] == "gta":
         labels = [*CATEGORIES, "AnsAcc, objective\n(GTA official)", "AnsAcc\n(T3-Agent)"]
         values = [*(m["official"]["tool_f1"][c] for c in CATEGORIES),
                   m["official"]["answer_acc_objective"], m["t3agent"]["answer_acc"]]

@@ -25,6 +25,7 @@ from t3edge.eval.gta import GTAItem
 from t3edge.eval.gta_score import score_gta
 from t3edge.eval.items import Benchmark, ToolCall
 from t3edge.eval.records import RESULTS, EvalRecord, Shard, Verdict, read_records, result_files
+from t3edge.eval.tasks import TaskItem, score_task
 from t3edge.eval.similarity import Similarity
 from t3edge.trajectory import JsonlWriter, Trajectory
 
@@ -40,17 +41,19 @@ class Solved:
     tool_calls: list[ToolCall] | None = None
 
 
-Item = GTAItem | GAIAItem
+Item = GTAItem | GAIAItem | TaskItem
 Solver = Callable[[Item], Solved]
 
 
 @dataclass
 class Suite:
-    """A benchmark's items and how to score a prediction for one of them."""
+    """A benchmark's items and how to score a prediction for one of them (`raw_answer`: the
+    scorer gets the final answer's value, not its text)."""
 
     benchmark: Benchmark
     items: Sequence[Item]
-    score: Callable[[Any, str | None, list[ToolCall] | None], Verdict]
+    score: Callable[[Any, Any, list[ToolCall] | None], Verdict]
+    raw_answer: bool = False
 
     def selected(self, limit: int | None = None, shard: Shard | None = None) -> list[Item]:
         items = list(self.items[:limit] if limit is not None else self.items)
@@ -64,6 +67,10 @@ def gta_suite(items: Sequence[GTAItem], similarity: Similarity | None, unavailab
 
 def gaia_suite(items: Sequence[GAIAItem]) -> Suite:
     return Suite("gaia", items, lambda item, pred, calls: score_gaia(item, pred))
+
+
+def tasks_suite(items: Sequence[TaskItem]) -> Suite:
+    return Suite("tasks", items, score_task, raw_answer=True)
 
 
 def prediction_text(answer: Any) -> str | None:
@@ -123,9 +130,10 @@ def run_suite(suite: Suite, solve: Solver, folder: Path, *, shard: Shard | None 
                 continue
             streak = 0
             prediction = prediction_text(solved.trajectory.final_answer)
+            answer = solved.trajectory.final_answer if suite.raw_answer else prediction
             record = EvalRecord(
                 benchmark=suite.benchmark, id=item.id, index=item.index, prediction=prediction,
-                verdict=suite.score(item, prediction, solved.tool_calls), tool_calls=solved.tool_calls,
+                verdict=suite.score(item, answer, solved.tool_calls), tool_calls=solved.tool_calls,
                 trajectory=solved.trajectory, seconds=time.perf_counter() - start,
             )
             writer.write(record)

@@ -174,7 +174,10 @@ class FileView:
 
 def system_read_paths() -> list[str]:
     """What Python and the allowed libraries must read: the interpreter, site-packages, system
-    libraries, fonts and time zones; the process's own /proc entry; and CPU topology."""
+    libraries, fonts, time zones and MIME types (openpyxl, and so pandas.read_excel, loads them);
+    the process's own /proc entry; and CPU topology."""
+    import mimetypes
+
     import t3edge
 
     package = os.path.dirname(os.path.realpath(t3edge.__file__ or ""))
@@ -187,7 +190,7 @@ def system_read_paths() -> list[str]:
     paths.update(["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/fonts",
                   "/usr/share/zoneinfo", "/usr/share/matplotlib", "/etc/fonts", "/etc/localtime",
                   "/etc/ld.so.cache", "/dev/null", "/dev/urandom", "/dev/zero",
-                  f"/proc/{os.getpid()}", "/sys/devices/system/cpu"])
+                  f"/proc/{os.getpid()}", "/sys/devices/system/cpu", *mimetypes.knownfiles])
     return sorted(os.path.realpath(p) for p in paths if p and os.path.exists(p))
 
 
