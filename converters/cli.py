@@ -1,5 +1,5 @@
-"""`t3edge convert ...`: HF -> MLX, HF -> GGUF (+ mmproj), GGUF quantization, LoRA bridges,
-fusing, and inspecting/validating checkpoints."""
+"""`t3edge convert ...`: HF -> MLX, HF -> GGUF (+ mmproj), GGUF -> MLX (+ a parity check),
+GGUF quantization, LoRA bridges, fusing, and inspecting/validating checkpoints."""
 
 from __future__ import annotations
 
@@ -56,6 +56,82 @@ def gguf_cmd(src: str, out_dir: str, outtype: str, name: str | None) -> None:
                                on_tensor=lambda _t: progress.advance(task))
     console.print(f"[green]model [/] {escape(str(pair.model))}")
     console.print(f"[green]mmproj[/] {escape(str(pair.mmproj))}")
+
+
+@convert.command("from-gguf")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--dequantize", is_flag=True, help="write float16 weights instead of keeping Q4_0/Q4_1/Q5/Q8_0 blocks")
+@click.option("--chat-template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a Jinja chat template to use instead of the GGUF's")
+def from_gguf_cmd(src: str, out: str, dequantize: bool, template_file: str | None) -> None:
+    """Text-model GGUF SRC (llama, gemma3) -> MLX folder OUT for mlx-lm and t3edge's MLX backend."""
+    from converters.from_gguf import convert as convert_gguf
+    from converters.from_gguf import planned_tensor_count
+    from converters.lora import new_folder
+
+    total = planned_tensor_count(src, dequantize=dequantize)  # a bad file or an unsupported arch fails here
+    new_folder(out)  # and a folder holding files here, before any progress is shown
+    template = Path(template_file).read_text() if template_file else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("writing tensors", total=total)
+        done = convert_gguf(src, out, dequantize=dequantize, chat_template=template,
+                            on_tensor=lambda _t: progress.advance(task))
+    kept = ", ".join(f"{k} x{v}" for k, v in sorted(done.kept.items())) or "none"
+    floats = ", ".join(f"{k} x{v}" for k, v in sorted(done.dequantized.items())) or "none"
+    console.print(f"kept quantized: {kept}; dequantized: {escape(floats)}")
+    if done.chat_template == "family":
+        console.print(f"[yellow]the GGUF has no chat template[/]: wrote the {done.arch} family's "
+                      "(give --chat-template FILE for another)")
+    console.print(f"[green]wrote[/] {escape(str(done.out))} ({done.arch}, {done.seconds:.1f} s)")
+
+
+@convert.command("parity")
+@click.argument("gguf", type=click.Path(exists=True, dir_okay=False))
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--prompt", default=None, help="the user turn (default: a short fixed one)")
+@click.option("--trajectory", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a trajectory JSONL: the prompt is its first run's system and task turns")
+@click.option("--adapter-gguf", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a GGUF LoRA for the llama.cpp side (with --adapter-mlx, the same adapter)")
+@click.option("--adapter-mlx", type=click.Path(exists=True, file_okay=False), default=None,
+              help="the MLX adapter folder for the MLX side")
+@click.option("--tokens", type=click.IntRange(1, 256), default=12, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def parity_cmd(gguf: str, folder: str, prompt: str | None, trajectory: str | None, adapter_gguf: str | None,
+               adapter_mlx: str | None, tokens: int, as_json: bool) -> None:
+    """Compare GGUF in llama.cpp with its MLX conversion FOLDER (each with a LoRA, if given):
+    greedy tokens and first logits."""
+    from converters.parity import check_parity
+    from t3edge.backends.base import Message
+    from t3edge.train.blas import relaunch_with_fast_blas
+
+    if (adapter_gguf is None) != (adapter_mlx is None):
+        raise click.UsageError("give both --adapter-gguf and --adapter-mlx, or neither")
+    relaunch_with_fast_blas()  # MLX's float matmuls on a Linux CPU
+    messages = [Message("user", prompt)] if prompt else None
+    if trajectory is not None:
+        from t3edge.conversation import trajectory_messages
+        from t3edge.trajectory import read_trajectories
+
+        first = next(iter(read_trajectories(trajectory)), None)
+        if first is None:
+            raise click.UsageError(f"{trajectory} holds no trajectory")
+        messages = trajectory_messages(first)[:2]
+    with console.status("running llama.cpp and MLX"):
+        report = check_parity(gguf, folder, messages, n_tokens=tokens, adapter_gguf=adapter_gguf,
+                              adapter_mlx=adapter_mlx)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        same = "[green]equal[/]" if report.tokens_equal else "[red]different[/]"
+        console.print(f"prompt tokens: {report.prompt_tokens} ({'equal' if report.prompt_equal else 'different'}); "
+                      f"greedy tokens ({tokens}): {same}")
+        console.print(f"first-position logits: max abs diff {report.max_abs:.4g}, "
+                      f"relative to the largest logit {report.max_rel:.3g}")
+    if not report.tokens_equal:
+        raise click.exceptions.Exit(1)
 
 
 @convert.command("quantize")

@@ -33,7 +33,7 @@ def to_bf16_bits(x: np.ndarray) -> np.ndarray:
 def write_safetensors(path: Path, entries: list[tuple[str, str, tuple[int, ...], Callable[[], np.ndarray]]],
                       metadata: dict[str, str] | None = None) -> None:
     """Stream tensors (name, dtype tag, shape, loader) into one safetensors file."""
-    itemsize = {"F32": 4, "F16": 2, "BF16": 2}
+    itemsize = {"F32": 4, "F16": 2, "BF16": 2, "U32": 4}
     header: dict[str, object] = {"__metadata__": metadata or {"format": "pt"}}
     offset = 0
     for name, dtype, shape, _ in entries:
@@ -50,7 +50,7 @@ def write_safetensors(path: Path, entries: list[tuple[str, str, tuple[int, ...],
             data = load()
             if tuple(data.shape) != tuple(shape):
                 raise ValueError(f"{name}: expected shape {shape}, got {data.shape}")
-            f.write(np.ascontiguousarray(data).tobytes())
+            f.write(memoryview(np.ascontiguousarray(data)).cast("B"))
     tmp.replace(path)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.llama_layout import to_llama_cpp_rows
 from converters.source import ModelSource, hf_name, load_stored, mlx_name, read_safetensors_index
 from t3edge.errors import BadInput
 
@@ -207,16 +208,32 @@ def check_fits(adapter: LoraAdapter, base: ModelSource) -> None:
 
 # --- GGUF ------------------------------------------------------------------------------------
 
-def write_gguf_lora(adapter: LoraAdapter, path: str | Path, *, n_layers: int,
-                    name: str = "lora") -> Path:
-    """A GGUF LoRA for llama.cpp's qwen2vl text model (f32)."""
+GGUF_ARCHS = {"qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen2vl", "llama": "llama",
+              "gemma3_text": "gemma3", "gemma3": "gemma3"}  # Hugging Face model_type -> llama.cpp arch
+
+
+def write_gguf_lora(adapter: LoraAdapter, path: str | Path, *, n_layers: int, model_type: str = "qwen2_vl",
+                    n_heads: int | None = None, n_kv_heads: int | None = None, name: str = "lora") -> Path:
+    """A GGUF LoRA (f32) for llama.cpp's text model of `model_type` (qwen2_vl / qwen2_5_vl,
+    llama, gemma3_text). For `llama`, q_proj and k_proj get llama.cpp's row permutation, so the
+    adapter fits the GGUF that llama.cpp's converter wrote (`n_heads`, `n_kv_heads` needed)."""
     import gguf
 
     from converters.gguf_write import Planned, write_gguf
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2VL, n_layers)
+    arch = GGUF_ARCHS.get(model_type)
+    if arch is None:
+        raise BadInput(f"no GGUF LoRA for model type {model_type!r}",
+                       hint=f"supported: {', '.join(sorted(GGUF_ARCHS))}")
+    permute = {"q_proj": n_heads, "k_proj": n_kv_heads} if arch == "llama" else {}
+    if permute and None in permute.values():
+        raise BadInput("a llama LoRA needs the base's head counts for its q/k layout")
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layers)
     planned: list[Planned] = []
     for hf, (a, b) in sorted(adapter.layers.items()):
+        heads = permute.get(hf.rsplit(".", 1)[-1])
+        if heads is not None:
+            b = to_llama_cpp_rows(b, heads)
         if hf.startswith("visual."):
             raise BadInput(f"the adapter changes the vision tower ({hf}); llama.cpp applies LoRA "
                            "to the text model only", hint="train the adapter on the language model only")
@@ -233,7 +250,7 @@ def write_gguf_lora(adapter: LoraAdapter, path: str | Path, *, n_layers: int,
         w.add_string(gguf.Keys.Adapter.TYPE, "lora")
         w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter.alpha))
 
-    return write_gguf(Path(path), "qwen2vl", metadata, planned)
+    return write_gguf(Path(path), arch, metadata, planned)
 
 
 def random_adapter(base: ModelSource, *, rank: int = 4, scale: float = 2.0, seed: int = 0,

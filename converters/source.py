@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from t3edge.errors import BadInput
 
 SUPPORTED_ARCHS = ("qwen2_vl", "qwen2_5_vl")
+TEXT_ARCHS = ("llama", "gemma3_text")  # text models (from `t3edge convert from-gguf`): adapters only
 
 _DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
@@ -116,7 +118,7 @@ def load_stored(t: StoredTensor) -> np.ndarray:
 class ModelSource:
     """A checkpoint folder, its config and its tensors under Hugging Face names."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, archs: Sequence[str] = SUPPORTED_ARCHS) -> None:
         self.folder = Path(folder)
         cfg_path = self.folder / "config.json"
         if not cfg_path.is_file():
@@ -127,10 +129,10 @@ class ModelSource:
         except json.JSONDecodeError as exc:
             raise BadInput(f"{cfg_path} is not valid JSON: {exc}") from exc
         self.arch = str(self.config.get("model_type", ""))
-        if self.arch not in SUPPORTED_ARCHS:
+        if self.arch not in archs:
             raise BadInput(
                 f"unsupported architecture {self.arch or '(none)'!r} in {cfg_path}",
-                hint=f"supported architectures: {', '.join(SUPPORTED_ARCHS)}",
+                hint=f"supported architectures: {', '.join(archs)}",
             )
         files = sorted(self.folder.glob("*.safetensors"))
         if not files:
@@ -140,7 +142,8 @@ class ModelSource:
         for f in files:
             stored.update(read_safetensors_index(f))
         self.is_mlx = any(k.startswith(("language_model.", "vision_tower.")) for k in stored)
-        self.quantization: dict | None = self.config.get("quantization") if self.is_mlx else None
+        packed = any(t.dtype == "U32" for t in stored.values())  # an MLX-quantized text model too
+        self.quantization: dict | None = self.config.get("quantization") if self.is_mlx or packed else None
         self._stored = stored
         self._names = {hf_name(k): k for k in stored
                        if not k.endswith((".scales", ".biases")) or self._is_plain(k)}

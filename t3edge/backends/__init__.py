@@ -22,13 +22,14 @@ def load_backend(spec: str, *, backend: BackendKind | None = None, adapter: str 
     """Load the backend for a model name, local path, GGUF file, URL or `replay:FILE`.
 
     `backend` forces MLX or GGUF for a registry name; `adapter` is a LoRA adapter
-    (MLX folder for MLX, GGUF LoRA for llama.cpp).
+    (MLX folder for MLX, GGUF LoRA for llama.cpp). Without one, a registry entry that names an
+    adapter (`adapter_repo`) runs with the adapter `t3edge models pull` converted for its backend.
     """
     from t3edge.models import load_models_config, resolve_model
 
     cfg = config or load_models_config()
-    resolved = resolve_model(spec, cfg, backend)
-    return backend_for(resolved, cfg, adapter=adapter)
+    resolved = resolve_model(spec, cfg, backend, with_adapter=adapter is None)
+    return backend_for(resolved, cfg, adapter=adapter if adapter is not None else resolved.adapter)
 
 
 def backend_for(resolved: ResolvedModel, cfg: ModelsConfig, *, adapter: str | None = None) -> Backend:
@@ -41,6 +42,10 @@ def backend_for(resolved: ResolvedModel, cfg: ModelsConfig, *, adapter: str | No
 
 def _load(resolved: ResolvedModel, cfg: ModelsConfig, adapter: str | None) -> Backend:
     if resolved.kind == "mlx":
+        from t3edge.backends.mlx_text import MLXTextBackend, is_text_only
+
+        if resolved.path and is_text_only(resolved.path):  # no vision part: mlx-lm runs it
+            return MLXTextBackend(resolved, cfg.backend, adapter=adapter)
         from t3edge.backends.mlx import MLXBackend
 
         return MLXBackend(resolved, cfg.backend, adapter=adapter)

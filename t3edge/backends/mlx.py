@@ -3,13 +3,17 @@
 Keeps the KV cache between calls: when a call's token sequence extends (or shares a prefix with)
 the previous call's prompt plus its output, only the new tokens are prefilled and the images are
 not re-encoded; the reused count is reported as `Usage.cached_tokens`.
+
+Text-only folders run on mlx-lm instead (`t3edge.backends.mlx_text`); what both MLX backends share
+is here: checked loading, the chat template, and the stream loop (`MLXCommon`, `Step`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,115 @@ def hf_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
-class MLXBackend(Backend):
+def load_folder(load: Callable[..., tuple[Any, Any]], path: Path,
+                adapter: str | None) -> tuple[Any, Any, dict[str, Any]]:
+    """`load(path, adapter_path=adapter)` (mlx-vlm's or mlx-lm's) after checking the files, and
+    the folder's config.json; every failure is a one-line BackendError."""
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise BackendError(
+            f"no MLX adapter at {adapter}",
+            hint="give the folder holding adapters.safetensors and adapter_config.json",
+        )
+    if not any(path.glob("*.safetensors")):
+        raise BackendError(f"model folder {path} has no .safetensors weights",
+                           hint="download or convert the model again (PyTorch .bin files are not read)")
+    try:
+        model, processor = load(str(path), adapter_path=adapter)
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        checked = f"{path}" + (f"` and `t3edge convert inspect {adapter}" if adapter else "")
+        raise BackendError(
+            f"cannot load the MLX model in {path}{f' with the adapter {adapter}' if adapter else ''}: "
+            f"{type(exc).__name__}: {first_line}",
+            hint=f"the files may be corrupt or incomplete: check them with `t3edge convert inspect {checked}`",
+        ) from exc
+    return model, processor, json.loads((path / "config.json").read_text())
+
+
+@dataclass
+class Step:
+    """One item of an MLX generation, as both MLX backends hand it to `MLXCommon.run_steps`."""
+
+    text: str = ""
+    token: int | None = None  # a newly generated token
+    token_ids: list[int] | None = None  # the whole output (mlx-vlm's closing result)
+    finish: str | None = None  # "stop" or "length", on the closing step
+    cached: int | None = None  # prompt tokens reused from the KV cache
+
+
+class MLXCommon(Backend):
+    """What the MLX backends share: the model's chat template, token counts and the stream loop."""
+
+    tokenizer: Any
+    template_owner: Any
+    chat_template: str | None = None  # replaces the model's own (which a base model may lack)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text of `messages` through the model's chat template."""
+        extra = {"chat_template": self.chat_template} if self.chat_template else {}
+        return self.template_owner.apply_chat_template(
+            hf_messages(messages), tokenize=False, add_generation_prompt=True, **extra
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def check_fits(self, n_prompt: int) -> None:
+        if self.context_length and n_prompt + 1 > self.context_length:
+            raise ContextFull(
+                f"the prompt has {n_prompt} tokens but the context holds {self.context_length}",
+                hint="shorten the conversation or raise backend.context_length",
+            )
+
+    @staticmethod
+    def run_steps(steps: Generator[Step, None, None], config: GenerationConfig, usage: Usage,
+                  on_end: Callable[[list[int], bool], None]) -> Iterator[StreamItem]:
+        """Text deltas of `steps` with stop strings cut, then the Completion.
+
+        `on_end(generated, usable)` runs however the stream ends (also when the consumer closes it):
+        `usable` is False when it failed before producing anything, so the KV cache is unknown.
+        """
+        scanner = StopScanner(config.stop)
+        generated: list[int] = []
+        finish = "length"
+        start = time.perf_counter()
+        first_token_at: float | None = None
+        done = False
+        try:
+            for step in steps:
+                if step.cached is not None:
+                    usage.cached_tokens = step.cached
+                if step.token_ids is not None:
+                    generated = list(step.token_ids)
+                if step.token is not None:
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    generated.append(step.token)
+                if step.finish is not None:
+                    finish = step.finish
+                shown = scanner.feed(step.text) if step.text else ""
+                if shown:
+                    yield TextDelta(shown)
+                if scanner.hit:
+                    finish = "stop_string"
+                    break
+            if scanner.hit is None:
+                tail = scanner.flush()
+                if tail:
+                    yield TextDelta(tail)
+            done = True
+        finally:
+            steps.close()
+            on_end(generated, done or finish == "stop_string" or bool(generated))
+        end = time.perf_counter()
+        usage.prompt_seconds = (first_token_at or end) - start
+        usage.generation_seconds = end - (first_token_at or end)
+        usage.generated_tokens = len(generated)
+        yield Completion(text=scanner.text, usage=usage, finish_reason=finish,  # type: ignore[arg-type]
+                         stop_string=scanner.hit, token_ids=generated)
+
+
+class MLXBackend(MLXCommon):
     name = "mlx"
 
     def __init__(self, resolved: ResolvedModel, settings: BackendSettings, *,
@@ -44,25 +156,7 @@ class MLXBackend(Backend):
         from mlx_vlm.generate import PromptCacheState
 
         path = Path(resolved.path or resolved.spec)
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise BackendError(
-                f"no MLX adapter at {adapter}",
-                hint="give the folder holding adapters.safetensors and adapter_config.json",
-            )
-        if not any(path.glob("*.safetensors")):
-            raise BackendError(f"model folder {path} has no .safetensors weights",
-                               hint="download or convert the model again (PyTorch .bin files are not read)")
-        try:
-            self.model, self.processor = load(str(path), adapter_path=adapter)
-        except Exception as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            checked = f"{path}" + (f"` and `t3edge convert inspect {adapter}" if adapter else "")
-            raise BackendError(
-                f"cannot load the MLX model in {path}{f' with the adapter {adapter}' if adapter else ''}: "
-                f"{type(exc).__name__}: {first_line}",
-                hint=f"the files may be corrupt or incomplete: check them with `t3edge convert inspect {checked}`",
-            ) from exc
-        config = json.loads((path / "config.json").read_text())
+        self.model, self.processor, config = load_folder(load, path, adapter)
         text_cfg = config.get("text_config", config)
         super().__init__(
             resolved.spec,
@@ -72,18 +166,9 @@ class MLXBackend(Backend):
         )
         self.adapter = adapter
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.template_owner = self.processor if hasattr(self.processor, "apply_chat_template") else self.tokenizer
         self._state_cls = PromptCacheState
         self._state = PromptCacheState()
-
-    def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text of `messages` through the model's own chat template."""
-        template_owner = self.processor if hasattr(self.processor, "apply_chat_template") else self.tokenizer
-        return template_owner.apply_chat_template(
-            hf_messages(messages), tokenize=False, add_generation_prompt=True
-        )
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def reset(self) -> None:
         self._state = self._state_cls()
@@ -105,11 +190,7 @@ class MLXBackend(Backend):
         )
         input_ids = inputs["input_ids"]
         n_prompt = int(input_ids.shape[1])
-        if self.context_length and n_prompt + 1 > self.context_length:
-            raise ContextFull(
-                f"the prompt has {n_prompt} tokens but the context holds {self.context_length}",
-                hint="shorten the conversation or raise backend.context_length",
-            )
+        self.check_fits(n_prompt)
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "pixel_values", "attention_mask")}
         if config.seed is not None:
             mx.random.seed(config.seed)
@@ -127,47 +208,29 @@ class MLXBackend(Backend):
             max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p,
             seed=config.seed, prompt_cache=own_cache, prompt_cache_state=state, **extra,
         )
-        scanner = StopScanner(config.stop)
         usage = Usage(prompt_tokens=n_prompt)
-        generated: list[int] = []
-        finish = "length"
-        start = time.perf_counter()
-        first_token_at: float | None = None
-        done = False
-        try:
-            for result in results:
-                usage.cached_tokens = int(result.cached_tokens or 0)
-                if result.token_ids is not None:  # the closing result of the stream
-                    generated = list(result.token_ids)
-                    finish = "stop" if result.finish_reason == "stop" else "length"
-                    shown = scanner.feed(result.text) if result.text else ""
-                elif result.token is None:
-                    continue
-                else:
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                    generated.append(int(result.token))
-                    shown = scanner.feed(result.text)
-                if shown:
-                    yield TextDelta(shown)
-                if scanner.hit:
-                    finish = "stop_string"
-                    break
-            if scanner.hit is None:
-                tail = scanner.flush()
-                if tail:
-                    yield TextDelta(tail)
-            done = True
-        finally:
-            results.close()
-            if done or finish == "stop_string" or generated:
+
+        def on_end(generated: list[int], usable: bool) -> None:
+            if usable:
                 tracked = prefix_cache if usage.cached_tokens and prefix_cache is not None else own_cache
                 state.update(input_ids[0].tolist() + generated, tracked)
             else:
                 self.reset()
-        end = time.perf_counter()
-        usage.prompt_seconds = (first_token_at or end) - start
-        usage.generation_seconds = end - (first_token_at or end)
-        usage.generated_tokens = len(generated)
-        yield Completion(text=scanner.text, usage=usage, finish_reason=finish,
-                         stop_string=scanner.hit, token_ids=generated)
+
+        yield from self.run_steps(_vlm_steps(results), config, usage, on_end)
+
+
+def _vlm_steps(results: Generator[Any, None, None]) -> Generator[Step, None, None]:
+    """mlx-vlm's results as Steps: its closing result carries every generated id."""
+    try:
+        for result in results:
+            cached = int(result.cached_tokens or 0)
+            if result.token_ids is not None:
+                yield Step(result.text or "", token_ids=list(result.token_ids), cached=cached,
+                           finish="stop" if result.finish_reason == "stop" else "length")
+            elif result.token is not None:
+                yield Step(result.text, token=int(result.token), cached=cached)
+            else:
+                yield Step(cached=cached)
+    finally:
+        results.close()

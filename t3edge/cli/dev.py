@@ -25,3 +25,14 @@ def tiny_model(out: str, arch: str, seed: int) -> None:
         raise T3Error(f"{out} exists and is not empty", hint="give a new folder, or remove that one")
     path = build_tiny_model(out, arch, seed=seed)  # type: ignore[arg-type]
     click.echo(f"tiny {arch} model written to {path}")
+
+
+@dev.command("blas")
+def blas_status() -> None:
+    """Say which BLAS MLX uses here (after the fast-BLAS relaunch that training does)."""
+    from t3edge.train.blas import relaunch_with_fast_blas, status
+
+    note = relaunch_with_fast_blas()
+    click.echo(status())
+    if note:
+        click.echo(note, err=True)

@@ -46,6 +46,7 @@ def _config(config_file: str | None, overrides: dict[str, Any]) -> Any:
 @click.option("--max-length", type=int, default=None)
 @click.option("--lora-rank", type=int, default=None)
 @click.option("--lora-alpha", type=float, default=None)
+@click.option("--lora-layers", type=int, default=None, help="Adapt only the last N blocks (text models).")
 @click.option("--quantize-bits", type=click.Choice(["4", "8"]), default=None,
               help="QLoRA on a float base: quantize the language model first.")
 @click.option("--grad-checkpoint/--no-grad-checkpoint", default=None)
@@ -59,7 +60,7 @@ def train(ctx: click.Context, config_file: str | None, model: str | None, data: 
           valid_data: tuple[str, ...], image_root: str | None, out: str | None, iters: int | None,
           epochs: float | None, batch_size: int | None, grad_accum: int | None,
           learning_rate: float | None, warmup_steps: int | None, max_length: int | None,
-          lora_rank: int | None, lora_alpha: float | None, quantize_bits: str | None,
+          lora_rank: int | None, lora_alpha: float | None, lora_layers: int | None, quantize_bits: str | None,
           grad_checkpoint: bool | None, steps_per_save: int | None, steps_per_eval: int | None,
           seed: int | None, resume: bool, no_progress: bool) -> None:
     """LoRA / QLoRA trajectory tuning on MLX (run with --config; see `prepare`, `fuse`, `export`).
@@ -70,6 +71,11 @@ def train(ctx: click.Context, config_file: str | None, model: str | None, data: 
     """
     if ctx.invoked_subcommand is not None:
         return
+    from t3edge.train.blas import relaunch_with_fast_blas
+
+    note = relaunch_with_fast_blas()  # re-executes with a system OpenBLAS where MLX's own is slow
+    if note:
+        click.echo(note, err=True)
     from t3edge.train.distributed import init_world
     from t3edge.train.trainer import run_dir_for
     from t3edge.train.trainer import train as run_training
@@ -79,7 +85,7 @@ def train(ctx: click.Context, config_file: str | None, model: str | None, data: 
         "image_root": image_root, "out": out, "iters": iters, "epochs": epochs,
         "batch_size": batch_size, "grad_accum": grad_accum, "learning_rate": learning_rate,
         "warmup_steps": warmup_steps, "max_length": max_length, "lora.rank": lora_rank,
-        "lora.alpha": lora_alpha, "quantize_bits": int(quantize_bits) if quantize_bits else None,
+        "lora.alpha": lora_alpha, "lora.num_layers": lora_layers, "quantize_bits": int(quantize_bits) if quantize_bits else None,
         "grad_checkpoint": grad_checkpoint, "steps_per_save": steps_per_save,
         "steps_per_eval": steps_per_eval, "seed": seed,
     })
@@ -225,18 +231,30 @@ def fuse(run: str, model: str | None, out: str, dequantize: bool, hf_layout: boo
 def export(run: str, fmt: str, model: str | None, out: str) -> None:
     """Export a run's adapter for other runtimes: PEFT (transformers) or GGUF LoRA (llama.cpp)."""
     adapter, base = _adapter_and_base(run, model)
+    result, lora = export_adapter(adapter, base, fmt, Path(out))
+    console.print(f"{fmt} adapter: [bold]{result}[/] ({len(lora.layers)} layers, rank {lora.rank}, "
+                  f"alpha {lora.alpha:g})")
+
+
+def export_adapter(adapter: Path, base: Path, fmt: str, out: Path) -> tuple[Path, Any]:
+    """An MLX adapter as PEFT (a folder) or a GGUF LoRA (a file) for `base`; (path, the adapter).
+
+    A GGUF LoRA of a `llama` model gets llama.cpp's q/k row layout, so it applies to the GGUF the
+    base was converted from (`t3edge convert from-gguf`)."""
     try:
         from converters.lora import check_fits, read_mlx, write_gguf_lora, write_peft
-        from converters.source import ModelSource
+        from converters.source import SUPPORTED_ARCHS, TEXT_ARCHS, ModelSource
     except ImportError as exc:
         raise T3Error(f"the adapter converters cannot be loaded ({exc})",
                       hint='install everything with: pip install -e ".[all]"') from exc
     lora = read_mlx(adapter)
-    source = ModelSource(base)
+    source = ModelSource(base, archs=(*SUPPORTED_ARCHS, *TEXT_ARCHS))
     check_fits(lora, source)
     if fmt == "peft":
-        result = write_peft(lora, Path(out), base_model=str(base))
-    else:
-        result = write_gguf_lora(lora, Path(out), n_layers=int(source.text_config["num_hidden_layers"]))
-    console.print(f"{fmt} adapter: [bold]{result}[/] ({len(lora.layers)} layers, rank {lora.rank}, "
-                  f"alpha {lora.alpha:g})")
+        return write_peft(lora, out, base_model=str(base)), lora
+    text = source.text_config
+    result = write_gguf_lora(lora, out, n_layers=int(text["num_hidden_layers"]),
+                             model_type=str(source.config.get("model_type", "qwen2_vl")),
+                             n_heads=text.get("num_attention_heads"),
+                             n_kv_heads=text.get("num_key_value_heads", text.get("num_attention_heads")))
+    return result, lora

@@ -17,6 +17,8 @@ class LoraSettings(BaseModel):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="suffixes of language-model linear layers (the vision tower stays frozen)",
     )
+    num_layers: int | None = Field(
+        None, ge=1, description="adapt only the last N blocks (text models; fewer trains faster)")
 
 
 class TrainConfig(BaseModel):
@@ -35,6 +37,9 @@ class TrainConfig(BaseModel):
     quantize_bits: Literal[4, 8] | None = Field(
         None, description="quantize the language model in memory first (QLoRA on a float base)")
     quantize_group_size: Literal[32, 64, 128] = 64
+    dequantize: bool | None = Field(
+        None, description="train on float weights of a quantized base; None: on a CPU, where MLX's "
+                          "quantized matmuls are several times slower")
 
     iters: int | None = Field(None, ge=1, description="optimizer updates; None: `epochs` passes")
     epochs: float = Field(1.0, gt=0)

@@ -81,10 +81,8 @@ class SampleEncoder:
         self.image_root = Path(image_root) if image_root is not None else None
         cfg = model_config if isinstance(model_config, dict) else vars(model_config)
         token_id = cfg.get("image_token_id", cfg.get("image_token_index"))
-        if token_id is None:
-            raise T3Error(f"model type {cfg.get('model_type')} has no image token id",
-                          hint="train a Qwen2-VL or Qwen2.5-VL model")
-        self.image_token = self.tokenizer.convert_ids_to_tokens(int(token_id))
+        # None: a text-only model, whose samples carry no images
+        self.image_token = None if token_id is None else self.tokenizer.convert_ids_to_tokens(int(token_id))
 
     def render(self, messages: Sequence[Message], *, generation_prompt: bool = False) -> str:
         return self._template.apply_chat_template(
@@ -107,6 +105,11 @@ class SampleEncoder:
 
     def _expand(self, text: str, counts: Sequence[int]) -> str:
         """Repeat each image placeholder by that image's token count, as the processor does."""
+        if self.image_token is None:
+            if counts:
+                raise BadInput(f"the conversation shows {len(counts)} images to a text-only model",
+                               hint="train a vision model, or use trajectories of a text-only model")
+            return text
         pieces = text.split(self.image_token)
         if len(pieces) - 1 > len(counts):
             raise BadInput(f"the conversation has {len(pieces) - 1} image placeholders but "

@@ -1,7 +1,10 @@
-"""The model side of tuning, on mlx-vlm: load a base, quantize it (QLoRA), attach LoRA, fuse.
+"""The model side of tuning on MLX: load a base, quantize it (QLoRA) or dequantize it (fast CPU
+training), attach LoRA, fuse.
 
-Adapters use mlx-vlm's LoRA layers and its mlx-lm adapter schema (`adapters.safetensors` +
-`adapter_config.json`, scale = alpha / rank), so `mlx_vlm.load(base, adapter_path=...)` loads them.
+Vision-language models load through mlx-vlm, text-only models (a folder without a vision config,
+e.g. one made by `t3edge convert from-gguf`) through mlx-lm. Adapters use the mlx-lm adapter
+schema either way (`adapters.safetensors` + `adapter_config.json`, scale = alpha / rank), so
+`mlx_vlm.load` / `mlx_lm.load(base, adapter_path=...)` load them.
 """
 
 from __future__ import annotations
@@ -19,24 +22,67 @@ def model_dir(spec: str) -> Path:
     """The local folder of a model given by registry name or path (MLX or Hugging Face layout)."""
     from t3edge.models import load_models_config, resolve_model
 
-    resolved = resolve_model(spec, load_models_config(), "mlx")
+    resolved = resolve_model(spec, load_models_config(), "mlx", with_adapter=False)  # the base alone
     if resolved.kind != "mlx" or resolved.path is None:
         raise T3Error(f"{spec} is not an MLX / Hugging Face model folder",
                       hint="training runs on MLX: give a registry name or a model folder")
     return Path(resolved.path)
 
 
-def load_base(path: Path) -> tuple[Any, Any]:
-    """(model, processor) from mlx-vlm, or a T3Error saying why not."""
-    from mlx_vlm import load
-
+def is_text_model(path: Path) -> bool:
+    """Whether a model folder holds a text-only model (its config has no vision part)."""
     try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise T3Error(f"cannot read {path / 'config.json'}: {exc}") from exc
+    return "vision_config" not in config
+
+
+def language_model(model: Any) -> Any:
+    """The text decoder: a VLM's `language_model`, or a text model itself."""
+    return getattr(model, "language_model", model)
+
+
+def load_base(path: Path) -> tuple[Any, Any]:
+    """(model, processor or tokenizer) from mlx-vlm or, for a text-only model, mlx-lm; or a
+    T3Error saying why not."""
+    text = is_text_model(path)
+    library = "mlx-lm" if text else "mlx-vlm"
+    try:
+        if text:
+            from mlx_lm import load as load_text
+
+            model, wrapper = load_text(str(path))
+            return model, getattr(wrapper, "_tokenizer", wrapper)
+        from mlx_vlm import load
+
         return load(str(path))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # mlx reports corrupt weights as RuntimeError
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise T3Error(f"cannot load {path} with mlx-vlm: {first_line}",
-                      hint="give a Qwen2-VL / Qwen2.5-VL folder in MLX or Hugging Face layout "
+        raise T3Error(f"cannot load {path} with {library}: {first_line}",
+                      hint="give a model folder in MLX or Hugging Face layout "
                            f"(`t3edge convert inspect {path}` checks its files)") from exc
+
+
+def is_quantized(model: Any) -> bool:
+    from mlx import nn
+
+    return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
+               for _, m in language_model(model).named_modules())
+
+
+def dequantize(model: Any) -> None:
+    """Turn the language model's quantized layers back into float ones, in place: on a CPU,
+    MLX's quantized matmuls do not use BLAS and train several times slower."""
+    from mlx_lm.utils import dequantize_model
+
+    dequantize_model(language_model(model))
+
+
+def on_cpu() -> bool:
+    import mlx.core as mx
+
+    return mx.default_device().type == mx.DeviceType.cpu
 
 
 def quantize_language_model(model: Any, bits: int, group_size: int) -> int:
@@ -52,7 +98,7 @@ def quantize_language_model(model: Any, bits: int, group_size: int) -> int:
         count += ok
         return ok
 
-    nn.quantize(model.language_model, group_size=group_size, bits=bits, class_predicate=predicate)
+    nn.quantize(language_model(model), group_size=group_size, bits=bits, class_predicate=predicate)
     if count == 0:
         raise T3Error(f"no language-model layer fits quantization group size {group_size}",
                       hint="set quantize_group_size to 32, or train plain LoRA")
@@ -61,6 +107,8 @@ def quantize_language_model(model: Any, bits: int, group_size: int) -> int:
 
 def attach_lora(model: Any, lora: LoraSettings) -> Any:
     """Freeze the model (vision tower included) and add trainable LoRA layers to the targets."""
+    if not hasattr(model, "language_model"):
+        return _attach_text_lora(model, lora)
     from mlx_vlm.trainer import prepare_model_for_training
 
     try:
@@ -70,6 +118,24 @@ def attach_lora(model: Any, lora: LoraSettings) -> Any:
         )
     except ValueError as exc:
         raise T3Error(f"cannot attach LoRA: {exc}", hint="check lora.target_modules") from exc
+
+
+def _attach_text_lora(model: Any, lora: LoraSettings) -> Any:
+    """LoRA on a text model (mlx-lm's layers) over the last `lora.num_layers` blocks."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    layers = model.layers
+    n = len(layers) if lora.num_layers is None else min(lora.num_layers, len(layers))
+    keys = sorted({name for name, _ in layers[-1].named_modules()
+                   if name and any(name.split(".")[-1] == target for target in lora.target_modules)})
+    if not keys:
+        raise T3Error(f"no layer named {', '.join(lora.target_modules)} in the model's blocks",
+                      hint="check lora.target_modules")
+    params = {"rank": lora.rank, "scale": lora.alpha / lora.rank, "dropout": lora.dropout, "keys": keys}
+    model.freeze()
+    linear_to_lora_layers(model, n, params)
+    model._vlm_adapter_config = {"fine_tune_type": "lora", "num_layers": n, "lora_parameters": params}
+    return model
 
 
 def save_adapter(model: Any, folder: Path) -> None:
@@ -126,7 +192,7 @@ def _quantization(model: Any) -> dict[str, Any]:
     """{group_size, bits} when the language model is quantized, else {}."""
     from mlx import nn
 
-    for _, module in model.language_model.named_modules():
+    for _, module in language_model(model).named_modules():
         if isinstance(module, nn.QuantizedLinear):
             return {"group_size": module.group_size, "bits": module.bits}
     return {}

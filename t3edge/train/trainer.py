@@ -40,8 +40,12 @@ from t3edge.train.data import (
 from t3edge.train.distributed import World, init_world
 from t3edge.train.model import (
     attach_lora,
+    dequantize,
+    is_quantized,
+    language_model,
     load_base,
     model_dir,
+    on_cpu,
     quantize_language_model,
     save_adapter,
 )
@@ -95,7 +99,7 @@ def make_encoder(processor: Any, model: Any, base: Path, cfg: TrainConfig) -> Sa
     from t3edge.models import load_models_config
 
     cap = cfg.max_image_pixels or load_models_config().backend.max_image_pixels
-    return SampleEncoder(processor, model.config, ImagePolicy.for_model(base, max_pixels=cap),
+    return SampleEncoder(processor, getattr(model, "config", {}), ImagePolicy.for_model(base, max_pixels=cap),
                          image_root=cfg.image_root)
 
 
@@ -111,6 +115,8 @@ def build(cfg: TrainConfig) -> Setup:
                       hint="batch_size is global: make it a multiple of the process count")
     base = model_dir(cfg.model)
     model, processor = load_base(base)
+    if is_quantized(model) and (cfg.dequantize if cfg.dequantize is not None else on_cpu()):
+        dequantize(model)
     if cfg.quantize_bits is not None:
         quantize_language_model(model, cfg.quantize_bits, cfg.quantize_group_size)
     mx.random.seed(cfg.seed)
@@ -118,7 +124,7 @@ def build(cfg: TrainConfig) -> Setup:
     if cfg.grad_checkpoint:
         from mlx_vlm.trainer.common.utils import enable_model_gradient_checkpointing
 
-        enable_model_gradient_checkpointing(model.language_model)
+        enable_model_gradient_checkpointing(language_model(model))
     encoder = make_encoder(processor, model, base, cfg)
     data = load_data(cfg, encoder)
     if not data.train:
@@ -201,15 +207,19 @@ def collate(encoded: list[Encoded], encoder: SampleEncoder, pad_id: int) -> dict
 def token_loss(model: Any, batch: dict[str, Any], norm: float) -> tuple[Any, Any]:
     """(sum of target-token cross-entropy / norm, the plain sum): gradients follow the first."""
     from mlx import nn
-    from mlx_vlm.trainer.vlm.sft.runtime import forward_vlm_logits
 
     ids = batch["input_ids"]
-    # mlx-vlm's Qwen language models keep the last call's rotary positions for generation and
-    # reuse them on the next call without images: every training sample needs its own.
-    for attr in ("_position_ids", "_rope_deltas"):
-        if hasattr(model.language_model, attr):
-            setattr(model.language_model, attr, None)
-    logits = forward_vlm_logits(model, ids[:, :-1], batch["attention_mask"][:, :-1], batch["extra"])
+    if hasattr(model, "language_model"):
+        from mlx_vlm.trainer.vlm.sft.runtime import forward_vlm_logits
+
+        # mlx-vlm's Qwen language models keep the last call's rotary positions for generation and
+        # reuse them on the next call without images: every training sample needs its own.
+        for attr in ("_position_ids", "_rope_deltas"):
+            if hasattr(model.language_model, attr):
+                setattr(model.language_model, attr, None)
+        logits = forward_vlm_logits(model, ids[:, :-1], batch["attention_mask"][:, :-1], batch["extra"])
+    else:  # a text model: causal, so right padding never reaches a real token
+        logits = model(ids[:, :-1])
     ce = nn.losses.cross_entropy(logits, ids[:, 1:], reduction="none")
     total = (ce * batch["targets"][:, 1:]).sum()
     return total / norm, total
