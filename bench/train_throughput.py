@@ -115,7 +115,7 @@ def blas_comparison(steps: int, warmup: int) -> None:
     from converters.from_gguf import convert_from_gguf
     from t3edge.models import load_models_config, resolve_model
     from t3edge.tasks import load_tasks, make_tasks, teach
-    from t3edge.train.blas import MARKER, bundled_blas, system_blas
+    from t3edge.blas import MARKER, bundled_blas, system_blas
 
     fast = system_blas()
     if bundled_blas() is None or fast is None:

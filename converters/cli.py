@@ -105,7 +105,7 @@ def parity_cmd(gguf: str, folder: str, prompt: str | None, trajectory: str | Non
     greedy tokens and first logits."""
     from converters.parity import check_parity
     from t3edge.backends.base import Message
-    from t3edge.train.blas import relaunch_with_fast_blas
+    from t3edge.blas import relaunch_with_fast_blas
 
     if (adapter_gguf is None) != (adapter_mlx is None):
         raise click.UsageError("give both --adapter-gguf and --adapter-mlx, or neither")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,11 @@ def test_the_first_look_runs_as_written(tmp_path: Path) -> None:
         assert "Traceback" not in said, said[-3000:]
         if expected is not None:
             assert expected in said, f"{command} did not print {expected!r}:\n{said[-3000:]}"
+
+
+def test_the_offline_synthesis_servers_are_installed() -> None:
+    """What the README's offline synthesis commands start: llama-cpp-python's server and its launcher."""
+    for module in ("llama_cpp.server", "t3edge.backends.llama_server"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0 and "--model" in done.stdout, (module, done.stderr[-2000:])

@@ -101,6 +101,24 @@ def test_run_without_files_on_smollm2(smollm2_gguf: Path, small_runs: Path) -> N
     assert len(traj.system_prompt or "") < 3000, "SmolLM2's 8K context gets the compact prompt"
 
 
+def test_run_without_files_on_gemma3(gemma3_gguf: Path, small_runs: Path) -> None:
+    traj = _run_json("What is 17 times 3?", "--model", str(gemma3_gguf), "--config", str(small_runs))
+    assert traj.backend == "llama" and traj.steps and traj.steps[0].tokens_out > 0
+    assert traj.ended != "backend_error", traj.meta
+
+
+def test_run_on_the_mlx_folder_converted_from_the_gguf(smollm2_gguf: Path, small_runs: Path,
+                                                       groceries: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "smollm2-mlx"
+    converted = t3("convert", "from-gguf", str(smollm2_gguf), str(folder), "--dequantize")
+    assert converted.returncode == 0, converted.stderr
+    traj = _run_json("What is the total cost of the groceries?", "--file", str(groceries), "--model", str(folder),
+                     "--config", str(small_runs))
+    assert traj.backend == "mlx" and traj.steps and traj.steps[0].tokens_out > 0
+    assert not traj.images_shown and traj.ended != "backend_error", traj.meta
+    assert len(traj.steps) < 2 or traj.steps[1].tokens_cached > 0
+
+
 def test_an_image_goes_to_a_text_only_model_by_path(smollm2_gguf: Path, small_runs: Path, tmp_path: Path) -> None:
     sign = tmp_path / "sign.png"
     img = Image.new("RGB", (320, 120), "white")
@@ -136,8 +154,8 @@ def test_a_truncated_real_model_is_one_line(smollm2_gguf: Path, tmp_path: Path) 
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")], result.stderr
 
 
-def test_chat_in_the_terminal_app_on_smollm2(smollm2_gguf: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chat_in_the_terminal_app_on_each_real_model(real_gguf: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
     from tui_helpers import run_to_end, wait_for
@@ -153,7 +171,7 @@ def test_chat_in_the_terminal_app_on_smollm2(smollm2_gguf: Path, tmp_path: Path,
     monkeypatch.setenv("T3EDGE_CONFIG_DIR", str(user_config))
 
     async def chat() -> None:
-        app = T3App(model=str(smollm2_gguf), store=SessionStore(tmp_path / "s.db"), config=TuiConfig())
+        app = T3App(model=str(real_gguf), store=SessionStore(tmp_path / "s.db"), config=TuiConfig())
         async with app.run_test(size=(100, 40)) as pilot:
             await wait_for(pilot, lambda: app.backend is not None, limit_s=120)
             assert app.chat.status.backend == "llama"

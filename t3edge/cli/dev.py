@@ -30,7 +30,7 @@ def tiny_model(out: str, arch: str, seed: int) -> None:
 @dev.command("blas")
 def blas_status() -> None:
     """Say which BLAS MLX uses here (after the fast-BLAS relaunch that training does)."""
-    from t3edge.train.blas import relaunch_with_fast_blas, status
+    from t3edge.blas import relaunch_with_fast_blas, status
 
     note = relaunch_with_fast_blas()
     click.echo(status())

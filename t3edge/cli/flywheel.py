@@ -162,7 +162,7 @@ class Flywheel:
             folder = self.tasks(split)
             if folder.exists():
                 shutil.rmtree(folder)
-            with _bar(f"making {split} tasks") as (bar, task):
+            with StageBar(f"making {split} tasks") as (bar, task):
                 made = make_tasks(folder, split, n, s.seed, progress=lambda done, total: bar.update(
                     task, completed=done, total=total))  # type: ignore[arg-type]
             console.print(f"{split}: {len(made)} tasks in {escape(str(folder))}")
@@ -185,18 +185,21 @@ class Flywheel:
                           hint=f"see {self.trajectories.parent / 'dropped.jsonl'} for why each was dropped")
 
     def _student_shape(self) -> tuple[int, bool]:
-        """The student's context length and whether it sees images (they choose its prompt)."""
+        """The context length and vision the student has when llama.cpp serves it (they choose its
+        system prompt): a GGUF without an mmproj sees no images."""
+        from t3edge.backends.llama import DEFAULT_CONTEXT
         from t3edge.gguf_check import check_gguf
+        from t3edge.models import load_models_config
 
         info = check_gguf(self.student_gguf, expect_kind="model")
-        context = int(info.metadata.get(f"{info.architecture}.context_length", 8192))
-        return min(context, 8192), False
+        trained = int(info.metadata.get(f"{info.architecture}.context_length", DEFAULT_CONTEXT))
+        return load_models_config().backend.context_length or min(trained, DEFAULT_CONTEXT), False
 
     def _teach_builtin(self, records: list[Any]) -> tuple[int, dict[str, int]]:
         from t3edge.tasks import teach
 
         context, vision = self._student_shape()
-        with _bar("teaching (reference solutions)") as (bar, task):
+        with StageBar("teaching (reference solutions)") as (bar, task):
             teach(records, self.tasks("train"), self.trajectories, context_length=context, vision=vision,
                   progress=lambda done, total: bar.update(task, completed=done, total=total))
         return self._teach_summary()
@@ -392,8 +395,8 @@ def _count_lines(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 
-class _bar:
-    """A one-task rich progress bar: `with _bar(label) as (bar, task)`."""
+class StageBar:
+    """A one-task rich progress bar: `with StageBar(label) as (bar, task)`."""
 
     def __init__(self, label: str) -> None:
         self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -427,7 +430,7 @@ def flywheel(student: str, teacher: str, out: Path, train_tasks: int, test_tasks
              epochs: float, learning_rate: float, lora_rank: int, lora_layers: int | None,
              eval_steps: int, eval_tokens: int) -> None:
     """Make tasks, teach, filter, tune the student, export, and evaluate it before and after."""
-    from t3edge.train.blas import relaunch_with_fast_blas
+    from t3edge.blas import relaunch_with_fast_blas
 
     note = relaunch_with_fast_blas()
     if note:

@@ -37,6 +37,9 @@ def generate(prompt: str, model: str | None, images: tuple[str, ...], backend: s
     })
     kind = backend or default_backend_kind()
     spec = model or (cfg.default_mlx if kind == "mlx" else cfg.default_gguf)
+    from t3edge.blas import fast_blas_for
+
+    fast_blas_for(spec, backend)  # type: ignore[arg-type]
     engine = load_backend(spec, backend=backend, adapter=adapter, config=cfg)  # type: ignore[arg-type]
 
     parts: list[Part] = [ImagePart(p) for p in images]

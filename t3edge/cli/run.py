@@ -18,6 +18,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 
 from t3edge.agent import Agent, load_agent_config
+from t3edge.blas import fast_blas_for
 from t3edge.agent.events import (
     AgentEvent,
     CodeParsed,
@@ -118,6 +119,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         models_cfg = load_models_config()
         kind = backend or default_backend_kind()
         model = models_cfg.default_mlx if kind == "mlx" else models_cfg.default_gguf
+    fast_blas_for(model, backend)  # type: ignore[arg-type]
     with console.status(f"loading {escape(model)}...", spinner="dots"):
         loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]
     agent = Agent(loaded, config=config, workspace=Path(workspace) if workspace else None)

@@ -71,7 +71,7 @@ def train(ctx: click.Context, config_file: str | None, model: str | None, data: 
     """
     if ctx.invoked_subcommand is not None:
         return
-    from t3edge.train.blas import relaunch_with_fast_blas
+    from t3edge.blas import relaunch_with_fast_blas
 
     note = relaunch_with_fast_blas()  # re-executes with a system OpenBLAS where MLX's own is slow
     if note:

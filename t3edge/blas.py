@@ -3,8 +3,8 @@
 The `mlx[cpu]` wheel bundles the reference (netlib) BLAS: float32 matmul runs at a few GFLOPS,
 40-60x below OpenBLAS on the same cores, and LoRA training crawls. A system OpenBLAS exports the
 same BLAS symbols, so preloading it (`LD_PRELOAD`) makes MLX's matmuls use it. That has to happen
-before the process loads MLX, so a command that trains re-executes itself once with the preload
-set (`relaunch_with_fast_blas`).
+before the process loads MLX, so a command that trains, or runs an MLX model, re-executes itself
+once with the preload set (`relaunch_with_fast_blas`, `fast_blas_for`).
 """
 
 from __future__ import annotations
@@ -85,3 +85,11 @@ def relaunch_with_fast_blas() -> str | None:
     sys.stderr.flush()
     os.execve(args[0], args, env)
     return None  # not reached
+
+
+def fast_blas_for(model: str, backend: str | None = None) -> None:
+    """Before loading `model`: re-execute with a fast BLAS if it is an MLX model (see above)."""
+    from t3edge.models import load_models_config, resolve_model
+
+    if sys.platform.startswith("linux") and resolve_model(model, load_models_config(), backend).kind == "mlx":  # type: ignore[arg-type]
+        relaunch_with_fast_blas()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from t3edge.train import blas
+from t3edge import blas
 
 
 def test_a_process_that_is_not_the_command_never_reexecutes(monkeypatch: pytest.MonkeyPatch) -> None:
