@@ -181,9 +181,9 @@ def test_an_exported_adapter_gives_llama_cpp_the_same_tokens_as_mlx(smollm2_gguf
 
     floats = convert_from_gguf(smollm2_gguf, tmp_path / "smol-f16", dequantize=True)  # fast on any CPU BLAS
     model, _ = load_base(floats)  # an adapter as training leaves it, with B moved away from zero
+    mx.random.seed(0)  # A's initialization and B both fixed, whatever ran before in this process
     attach_lora(model, LoraSettings(rank=4, alpha=8.0, dropout=0.0))
-    mx.random.seed(0)
-    moved = [(k, 0.1 * mx.random.normal(v.shape)) for k, v in tree_flatten(model.trainable_parameters())
+    moved = [(k, 0.15 * mx.random.normal(v.shape)) for k, v in tree_flatten(model.trainable_parameters())
              if k.endswith("lora_b")]
     model.update(tree_unflatten(moved))
     adapter = tmp_path / "adapter"
