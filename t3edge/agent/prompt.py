@@ -1,5 +1,5 @@
 """The system prompt: the Thought/Code/Observation cycle, the tools with their argument types, the
-imports code may use, worked examples, and the rules (docs/protocol.md).
+imports code may use, worked examples, and the rules (docs/agent.md, "The protocol").
 
 Two styles: `full` (three worked examples, every argument described) and `compact` for small
 contexts (one example, one line a tool, the rules that small models break most), about a third
