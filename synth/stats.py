@@ -1,4 +1,4 @@
-"""What a run produced (SPEC.md section 3's statistics, for our data): items per stage, why items
+"""What a run produced (MM-Traj's statistics, docs/synth.md, for our data): items per stage, why items
 were dropped, file types, tool use, steps per kept trajectory, tokens and cost. As tables and a PNG."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 trainer sees it.
 
 mlx-vlm stretches an image to its token grid while llama.cpp letterboxes it and rounds the other
-way, so the same photo would become different image tokens on each backend (SPEC.md section 7).
+way, so the same photo would become different image tokens on each backend (README, "One image policy").
 Resizing first to sides that are multiples of patch x merge, within the pixel limits and with at
 least `min_tokens` merged tokens, makes every backend's own resize a no-op.
 """

@@ -1,4 +1,4 @@
-"""The text protocol of code-as-action (SPEC.md section 1): messages the agent sends, and a
+"""The text protocol of code-as-action (docs/agent.md, "The protocol"): messages the agent sends, and a
 tolerant parser for what models write back.
 
 Pure string functions with no dependencies, shared by the agent loop, the trajectory schema,

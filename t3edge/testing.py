@@ -1,4 +1,4 @@
-"""Tiny random-weight VLMs of the real architectures (SPEC.md section 8), built offline in ~1 s.
+"""Tiny random-weight VLMs of the real architectures, built offline in ~1 s.
 
 `build_tiny_model(out, arch="qwen2_vl")` writes a Hugging Face layout folder (config.json,
 model.safetensors with the hub's tensor names, a byte-level BPE tokenizer with the Qwen special

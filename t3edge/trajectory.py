@@ -1,7 +1,7 @@
 """The trajectory schema: what synthesis writes, training reads, evaluation scores and the TUI keeps.
 
 One pydantic schema (Task, Attachment, Step, Trajectory), an append-safe JSONL writer and reader,
-and a lossless bridge to the released MM-Traj training record (SPEC.md section 3).
+and a lossless bridge to the released MM-Traj training record (README, "Architecture").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Token-for-token parity: mlx-vlm on the Hugging Face folder vs llama.cpp on our f32 GGUF.
 
-Conditions (SPEC.md section 7): f32 GGUF, f32 KV cache, an image whose sides are multiples of 28
+Conditions (docs/convert.md): f32 GGUF, f32 KV cache, an image whose sides are multiples of 28
 (224 x 224 -> 64 merged tokens), greedy decoding with end-of-generation tokens masked so a random
 model cannot stop early. llama.cpp's qwen2vl graph runs its RMS norms with epsilon 0 whatever
 the file says, so these models are built with rms_norm_eps=1e-12, whose effect is far below the

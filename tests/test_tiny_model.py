@@ -1,4 +1,4 @@
-"""The tiny offline models of SPEC.md section 8."""
+"""The tiny offline models built for tests."""
 
 from __future__ import annotations
 

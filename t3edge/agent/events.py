@@ -1,4 +1,4 @@
-"""The agent event stream (DESIGN.md contract 3).
+"""The agent event stream (one stream for every consumer, docs/agent.md).
 
 Running a task yields these, in order; the command line, the TUI, evaluation and synthesis all
 consume the same stream and none re-implements the loop. The last event of every run is

@@ -1,4 +1,4 @@
-"""The backend interface (DESIGN.md contract 2): messages of text and image parts in, a stream of
+"""The backend interface (README, "Backends"): messages of text and image parts in, a stream of
 text deltas out, ending with a Completion that carries token counts.
 
 MLX, llama.cpp, OpenAI-compatible and replay backends implement `Backend.stream`; nothing above

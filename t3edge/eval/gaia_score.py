@@ -1,4 +1,4 @@
-"""GAIA's official question scorer, ported rule for rule (SPEC.md section 5).
+"""GAIA's official question scorer, ported rule for rule (docs/eval.md).
 
 - The truth parses as a float: strip `$`, `%` and `,` from the answer and compare floats exactly
   (an unparseable answer becomes +inf, so it is wrong unless the truth is `inf`).

@@ -1,4 +1,4 @@
-"""The tools that model-written code can call (SPEC.md section 2), with offline defaults."""
+"""The tools that model-written code can call (docs/agent.md, "Tools"), with offline defaults."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trajectories to training samples (SPEC.md section 4).
+"""Trajectories to training samples (docs/train.md).
 
 One sample per trajectory: the conversation the agent had (built by `t3edge.conversation`, the
 code the agent runs at inference), rendered with the model's own chat template, images resized
