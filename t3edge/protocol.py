@@ -109,17 +109,18 @@ def strip_stop_tail(text: str, stops: Sequence[str] = STOP_STRINGS) -> tuple[str
     return text, stripped
 
 
-def parse_model_output(text: str) -> ParsedOutput:
+def parse_model_output(text: str, stops: Sequence[str] = STOP_STRINGS) -> ParsedOutput:
     """Parse `Thought: ... Code: ```py ... ```<end_action>` tolerantly.
 
     Accepts ```py, ```python and bare fences, an unclosed last fence, a missing `<end_action>`,
     a partial stop string at the end, unfenced code after `Code:`, and several code blocks
-    (run in order, joined).
+    (run in order, joined). The text is cut at the first of `stops`: a step decoded by the step
+    grammar ends only at `<end_action>`, so its code may print "Observation:".
     """
     notes: list[str] = []
     if END_ACTION not in text:
         notes.append("missing_end_action")
-    body, cut = strip_stop_tail(text)
+    body, cut = strip_stop_tail(text, stops)
     if cut and END_ACTION not in text and "Observation:" not in text:
         notes.append("partial_stop_string")
     if not body.strip():

@@ -127,6 +127,9 @@ class Trajectory(BaseModel):
                                                  "(false for a text-only model: only as paths)")
     model: str | None = None
     backend: str | None = None
+    format: Literal["free", "constrained"] | None = Field(
+        None, description="how the steps were decoded: constrained by the step grammar, or free "
+                          "(None: recorded before formats existed)")
     verdicts: dict[str, Verdict] = Field(default_factory=dict)
     started_at: float | None = None
     seconds: float = 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -44,8 +44,9 @@ class T3App(App[None]):
     def __init__(self, *, model: str | None = None, backend_kind: BackendKind | None = None,
                  adapter: str | None = None, session_id: str | None = None,
                  backend: Backend | None = None, store: SessionStore | None = None,
-                 config: TuiConfig | None = None) -> None:
+                 config: TuiConfig | None = None, agent_overrides: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self.agent_overrides = agent_overrides or {}  # `agent` settings given on the command line
         self.config = config or load_tui_config()
         self.state = TuiState.load()
         self.store = store or default_store()

@@ -71,32 +71,15 @@ class StopEvaluation(KeyboardInterrupt):
 
 def run_evaluation(target: MessagePump, request: EvalRequest, stop: threading.Event) -> None:
     """Run (or resume) an evaluation, posting EvalStarted, EvalProgress per item, then EvalFinished."""
-    from t3edge.agent import load_agent_config
-    from t3edge.backends import load_backend
-    from t3edge.eval.agent_solver import agent_solver
     from t3edge.eval.config import load_eval_config
-    from t3edge.eval.jobs import (
-        default_out,
-        load_suite,
-        new_run_info,
-        report,
-        resolve_data,
-        run_job,
-    )
+    from t3edge.eval.jobs import prepare_run, report, run_job
     from t3edge.eval.records import read_records, result_files
 
     try:
         cfg = load_eval_config()
-        folder = default_out(cfg, request.benchmark, request.model, request.adapter, request.limit)
-        data = resolve_data(request.benchmark, request.data, cfg)
-        suite, similarity = load_suite(request.benchmark, data, cfg)
-        info = new_run_info(request.benchmark, data, request.model, request.adapter, request.limit, cfg, similarity)
-        agent_cfg = load_agent_config({"max_steps": cfg.max_steps, "max_errors": cfg.max_errors})
-        solve = agent_solver(
-            lambda: load_backend(request.model, backend=request.backend, adapter=request.adapter),
-            agent_cfg, folder / "workspaces", gta_names=cfg.gta_tools,
-            fresh_backend=request.model.startswith("replay:"),
-        )
+        prepared = prepare_run(request.benchmark, request.model, cfg, data=request.data,
+                               backend=request.backend, adapter=request.adapter, limit=request.limit)
+        folder, suite, info, solve = prepared.folder, prepared.suite, prepared.info, prepared.solve
         folder.mkdir(parents=True, exist_ok=True)
 
         def finished() -> list[EvalRecord]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -73,14 +73,14 @@ def load_model(target: MessagePump, spec: str, kind: BackendKind | None, adapter
 
 
 def run_agent(target: MessagePump, backend: Backend, task: Task, cancel: threading.Event,
-              history: Sequence[Trajectory] = ()) -> None:
+              history: Sequence[Trajectory] = (), agent_overrides: dict[str, Any] | None = None) -> None:
     """Run the agent on `task` (continuing the chat's earlier runs in `history`), posting each
-    event; an exception becomes RunCrashed."""
+    event; an exception becomes RunCrashed. `agent_overrides`: `agent` settings of the command line."""
     from t3edge.agent import Agent
     from t3edge.agent.config import load_agent_config
 
     try:
-        agent = Agent(backend, config=load_agent_config())
+        agent = Agent(backend, config=load_agent_config(agent_overrides))
         for event in agent.run(task, cancel=cancel, history=history):
             target.post_message(AgentEventMessage(event))
     except Exception as exc:  # noqa: BLE001 - a crashing backend or tool must not take the app down

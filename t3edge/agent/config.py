@@ -23,6 +23,9 @@ class AgentConfig(BaseModel):
     prompt: Literal["auto", "full", "compact"] = Field(
         "auto", description="system prompt: full, compact (small contexts), or auto by context length")
     compact_below_context: int = Field(16384, ge=0, description="auto: compact below this context length")
+    format: Literal["free", "constrained"] = Field(
+        "constrained", description="constrained: decode each step in the Thought/Code format by grammar "
+                                   "where the backend can (llama.cpp, MLX, servers that take a grammar)")
     step_timeout_s: float = Field(30.0, gt=0, description="wall time of one code block")
     memory_mb: int = Field(4096, ge=256, description="address-space limit of the sandbox process")
     file_size_mb: int = Field(256, ge=1, description="largest file sandboxed code may write")

@@ -63,11 +63,18 @@ class FinalAnswer:
 
 
 @dataclass
+class Notice:
+    """Something the user should know about the run that is not a step (e.g. decoding is free)."""
+
+    text: str
+
+
+@dataclass
 class RunFinished:
     trajectory: Trajectory
 
 
 AgentEvent = (
     StepStarted | TokenDelta | CodeParsed | ParseFailed | ObservationEvent | StepError
-    | StepFinished | FinalAnswer | RunFinished
+    | StepFinished | FinalAnswer | Notice | RunFinished
 )

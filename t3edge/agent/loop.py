@@ -24,6 +24,7 @@ from t3edge.agent.events import (
     AgentEvent,
     CodeParsed,
     FinalAnswer,
+    Notice,
     ObservationEvent,
     ParseFailed,
     RunFinished,
@@ -34,7 +35,7 @@ from t3edge.agent.events import (
 )
 from t3edge.agent.executor import ExecResult, Sandbox
 from t3edge.agent.prompt import system_prompt
-from t3edge.backends.base import Backend, Completion, ImagePart, Message, TextDelta
+from t3edge.backends.base import Backend, Completion, GenerationConfig, ImagePart, Message, TextDelta
 from t3edge.config import data_dir
 from t3edge.conversation import (
     CONTINUES,
@@ -48,6 +49,7 @@ from t3edge.errors import ContextFull, T3Error
 from t3edge.protocol import (
     END_ACTION,
     PARSE_ERROR_MESSAGES,
+    STOP_STRINGS,
     error_message,
     observation_message,
     parse_model_output,
@@ -112,6 +114,16 @@ class Agent:
         limit = self.backend.context_length
         return "compact" if limit is not None and limit < self.config.compact_below_context else "full"
 
+    def generation(self) -> GenerationConfig:
+        """A step's sampling settings: with `format = "constrained"` and a backend that can, the
+        step grammar is enforced, and only `<end_action>` ends a step (the grammar puts it last,
+        so code may print "Observation:")."""
+        gen = self.config.generation
+        if self.config.format != "constrained" or not self.backend.can_constrain():
+            return gen
+        stops = [s for s in gen.stop if s not in STOP_STRINGS or s == END_ACTION]
+        return gen.model_copy(update={"grammar": "step", "stop": stops})
+
     def system_prompt(self, tools: ToolSet | None = None) -> str:
         return system_prompt(tools or self.tools, self.config.allowed_imports, style=self.prompt_style(),
                              vision=self.backend.supports_images)
@@ -161,15 +173,19 @@ class Agent:
         else:
             prompt = self.system_prompt(tools)
             messages = first_messages(prompt, text, images)
+        generation = self.generation()
         traj = Trajectory(
             task=task, system_prompt=prompt, task_message=text, images_shown=shown, model=self.backend.model_id,
-            backend=self.backend.name, started_at=time.time(), meta=meta,
+            backend=self.backend.name, format="constrained" if generation.grammar else "free",
+            started_at=time.time(), meta=meta,
         )
+        if self.config.format == "constrained" and not generation.grammar:
+            yield Notice(_FREE_NOTICE.format(backend=self.backend.name))
         start = time.perf_counter()
         sandbox = Sandbox(tools, workspace, read_files=attachments, config=self.config)
         sandbox.prestart()
         try:
-            yield from self._loop(traj, messages, _last_step(history), sandbox, cancel)
+            yield from self._loop(traj, messages, _last_step(history), sandbox, cancel, generation)
         finally:
             sandbox.stop()
             traj.seconds = time.perf_counter() - start
@@ -202,7 +218,7 @@ class Agent:
         return self._context_overflow(messages, _last_step(history))
 
     def _loop(self, traj: Trajectory, messages: list[Message], earlier_step: Step | None, sandbox: Sandbox,
-              cancel: threading.Event | None) -> Generator[AgentEvent, None, None]:
+              cancel: threading.Event | None, generation: GenerationConfig) -> Generator[AgentEvent, None, None]:
         cfg = self.config
         errors = repeats = 0
         final_request = False
@@ -225,7 +241,7 @@ class Agent:
             yield StepStarted(index)
             step_start = time.perf_counter()
             try:
-                completion = yield from self._generate(messages, index, cancel)
+                completion = yield from self._generate(messages, index, cancel, generation)
             except T3Error as exc:
                 traj.ended = "context_full" if isinstance(exc, ContextFull) else "backend_error"
                 traj.meta["error"] = str(exc)
@@ -237,6 +253,10 @@ class Agent:
             if completion is None:
                 traj.ended = "cancelled"
                 return
+            if generation.grammar and completion.grammar is None:  # e.g. a server refused the grammar
+                generation = self.config.generation
+                traj.format = "free"
+                yield Notice(_FREE_NOTICE.format(backend=self.backend.name))
             step, final = yield from self._act(index, completion, sandbox, cancel, traj.steps)
             if final_request:
                 step.kind = "final_answer_request"
@@ -301,10 +321,10 @@ class Agent:
         width, height = policy.target_size(*size)
         return width * height // policy.factor**2
 
-    def _generate(self, messages: list[Message], index: int,
-                  cancel: threading.Event | None) -> Generator[AgentEvent, None, Completion | None]:
+    def _generate(self, messages: list[Message], index: int, cancel: threading.Event | None,
+                  generation: GenerationConfig) -> Generator[AgentEvent, None, Completion | None]:
         """Stream one model call; None when cancelled (the backend stream is closed)."""
-        stream = self.backend.stream(messages, self.config.generation)
+        stream = self.backend.stream(messages, generation)
         try:
             for item in stream:
                 if cancel is not None and cancel.is_set():
@@ -327,7 +347,7 @@ class Agent:
         usage = completion.usage
         step = Step(index=index, raw_output=raw, tokens_in=usage.prompt_tokens,
                     tokens_cached=usage.cached_tokens, tokens_out=usage.generated_tokens)
-        parsed = parse_model_output(raw)
+        parsed = parse_model_output(raw, [END_ACTION] if completion.grammar else STOP_STRINGS)
         step.thought = parsed.thought
         if parsed.code is None:
             problem = parsed.problem or "no_code"
@@ -369,6 +389,10 @@ class Agent:
         step.feedback = observation_message(index, result.logs)
         yield ObservationEvent(index, step.feedback.split("\n", 1)[1], step.produced_files)
         return step, None
+
+
+_FREE_NOTICE = ("steps are decoded free: the {backend} backend cannot enforce the step format here "
+                "(agent.format = \"constrained\" needs llama.cpp, MLX or a server that takes a grammar)")
 
 
 def _last_step(history: Sequence[Trajectory]) -> Step | None:

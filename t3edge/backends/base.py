@@ -69,6 +69,9 @@ class GenerationConfig(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0, description="above 1 discourages recently seen tokens")
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
+    grammar: Literal["step"] | None = Field(
+        None, description="a grammar the output must follow (t3edge.step_grammar); backends that "
+                          "cannot enforce one generate freely and say so in the Completion")
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Completion:
     finish_reason: FinishReason
     stop_string: str | None = None
     token_ids: list[int] = field(default_factory=list)
+    grammar: str | None = None  # the grammar that was enforced (None: free generation)
 
 
 StreamItem = TextDelta | Completion
@@ -185,6 +189,10 @@ class Backend(abc.ABC):
                 completion = item
         assert completion is not None, f"{self.name} backend ended a stream without a Completion"
         return completion
+
+    def can_constrain(self) -> bool:
+        """Whether this backend enforces `GenerationConfig.grammar` (else it generates freely)."""
+        return False
 
     def count_tokens(self, text: str) -> int | None:
         """How many tokens `text` takes for this model (None when the backend cannot tell)."""

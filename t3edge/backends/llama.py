@@ -36,6 +36,7 @@ from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, Message, StopScanner, StreamItem, TextDelta, TextPart,
     Usage,
 )
+from t3edge.backends.constrain import TokenConstraint, Vocabulary, llama_vocabulary
 from t3edge.chat_templates import fallback_template
 from t3edge.errors import BackendError, ContextFull, T3Error
 from t3edge.gguf_check import GGUFInfo, check_gguf, check_lora_fits
@@ -120,6 +121,7 @@ class LlamaBackend(Backend):
         self._n_vocab = self._llm.n_vocab()
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._cache: list[Piece] = []
+        self._vocabulary: Vocabulary = llama_vocabulary(self._vocab, self._n_vocab)
         self._lock = threading.Lock()
 
     # --- loading -------------------------------------------------------------------------------
@@ -165,6 +167,9 @@ class LlamaBackend(Backend):
             self._batch = None
         self._llm.close()
         self._cache = []
+
+    def can_constrain(self) -> bool:
+        return True
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
@@ -389,11 +394,16 @@ class LlamaBackend(Backend):
             ids: list[int] = []
             finish = "length"
             recent = [int(p.key) for p in self._cache[-REPEAT_WINDOW:] if p.kind == "text"]
+            constraint: TokenConstraint | None = (
+                self._vocabulary.constraint(config.grammar) if config.grammar else None)
             while len(ids) < config.max_tokens:
-                tok = _sample(self._logits(), config, rng, recent)
+                logits = self._logits()
+                tok = _sample(constraint.mask(logits) if constraint else logits, config, rng, recent)
                 if self._is_eog(tok):
                     finish = "stop"
                     break
+                if constraint is not None:
+                    constraint.accept(tok)
                 ids.append(tok)
                 shown = scanner.feed(decoder.decode(self._llm.detokenize([tok])))
                 if shown:
@@ -415,7 +425,7 @@ class LlamaBackend(Backend):
             usage.generated_tokens = len(ids)
             usage.generation_seconds = time.perf_counter() - t1
             yield Completion(text=scanner.text, usage=usage, finish_reason=finish,  # type: ignore[arg-type]
-                             stop_string=scanner.hit, token_ids=ids)
+                             stop_string=scanner.hit, token_ids=ids, grammar=config.grammar)
 
     def _free_chunks(self, prompt: _Prompt) -> None:
         if prompt.holder is not None:

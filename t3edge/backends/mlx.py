@@ -21,6 +21,7 @@ from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, Message, StopScanner, StreamItem, TextDelta, TextPart,
     Usage,
 )
+from t3edge.backends.constrain import Vocabulary, hf_vocabulary
 from t3edge.errors import BackendError, ContextFull
 from t3edge.images import ImagePolicy
 from t3edge.models import BackendSettings, ResolvedModel
@@ -81,6 +82,7 @@ class MLXCommon(Backend):
     tokenizer: Any
     template_owner: Any
     chat_template: str | None = None  # replaces the model's own (which a base model may lack)
+    _vocabulary: Vocabulary | None = None  # for constrained decoding, built on first use
 
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt text of `messages` through the model's chat template."""
@@ -91,6 +93,26 @@ class MLXCommon(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def can_constrain(self) -> bool:
+        return True
+
+    def grammar_processors(self, config: GenerationConfig) -> list[Callable[[Any, Any], Any]]:
+        """The logits processor enforcing `config.grammar` (none for free generation)."""
+        if not config.grammar:
+            return []
+        if self._vocabulary is None:
+            self._vocabulary = hf_vocabulary(self.tokenizer, self.vocab_size())
+        return [self._vocabulary.constraint(config.grammar).mlx_processor()]
+
+    def vocab_size(self) -> int:
+        """The width of the model's logits (the embedding table may be padded past the tokenizer)."""
+        for holder in (self.model, getattr(self.model, "language_model", None)):
+            args = getattr(holder, "args", None) or getattr(holder, "config", None)
+            size = getattr(args, "vocab_size", None) if args is not None else None
+            if size:
+                return int(size)
+        return len(self.tokenizer.get_vocab())
 
     def check_fits(self, n_prompt: int) -> None:
         if self.context_length and n_prompt + 1 > self.context_length:
@@ -144,7 +166,7 @@ class MLXCommon(Backend):
         usage.generation_seconds = end - (first_token_at or end)
         usage.generated_tokens = len(generated)
         yield Completion(text=scanner.text, usage=usage, finish_reason=finish,  # type: ignore[arg-type]
-                         stop_string=scanner.hit, token_ids=generated)
+                         stop_string=scanner.hit, token_ids=generated, grammar=config.grammar)
 
 
 class MLXBackend(MLXCommon):
@@ -206,7 +228,8 @@ class MLXBackend(MLXCommon):
             input_ids=input_ids, pixel_values=inputs.get("pixel_values"),
             mask=inputs.get("attention_mask"),
             max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p,
-            seed=config.seed, prompt_cache=own_cache, prompt_cache_state=state, **extra,
+            seed=config.seed, prompt_cache=own_cache, prompt_cache_state=state,
+            logits_processors=self.grammar_processors(config) or None, **extra,
         )
         usage = Usage(prompt_tokens=n_prompt)
 

@@ -94,10 +94,11 @@ class MLXTextBackend(MLXCommon):
             mx.random.seed(config.seed)
         processors = (make_logits_processors(repetition_penalty=config.repetition_penalty,
                                              repetition_context_size=REPEAT_WINDOW)
-                      if config.repetition_penalty != 1.0 else None)
+                      if config.repetition_penalty != 1.0 else [])
+        processors += self.grammar_processors(config)
         responses = stream_generate(
             self.model, self.tokenizer, mx.array(ids[cached:]), max_tokens=config.max_tokens,
-            sampler=make_sampler(config.temperature, top_p=config.top_p), logits_processors=processors,
+            sampler=make_sampler(config.temperature, top_p=config.top_p), logits_processors=processors or None,
             prompt_cache=cache,
         )
         fed: list[int] = []  # every token the model was given after the prompt

@@ -3,6 +3,11 @@
 Images go as PNG data URLs. Failures before the first token (429, 5xx, timeouts, dropped
 connections) are retried with exponential backoff and jitter, honouring Retry-After; other API
 errors become one clear BackendError.
+
+A grammar (`GenerationConfig.grammar`) goes as the request's `grammar` field in GBNF, which
+llama_cpp.server and llama.cpp's llama-server enforce. A server that refuses the request with it
+(HTTP 400/422) is asked again without it, and from then on generates freely (the Completion says
+which). A server that silently ignores unknown fields cannot be told apart: its steps are free.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from t3edge.backends.base import (
 )
 from t3edge.errors import BackendError
 from t3edge.models import BackendSettings, ResolvedModel
+from t3edge.step_grammar import GBNF_GRAMMARS
 
 RETRY_BASE_S = 0.5
 RETRY_CAP_S = 20.0
@@ -56,6 +62,10 @@ class OpenAIBackend(Backend):
         self._model = resolved.remote_model
         self._urls: dict[int, tuple[Image.Image, str]] = {}
         self.retries = 0
+        self.grammar_accepted: bool | None = None  # None until a request with a grammar was answered
+
+    def can_constrain(self) -> bool:
+        return self.grammar_accepted is not False
 
     @property
     def remote_model(self) -> str:
@@ -120,8 +130,9 @@ class OpenAIBackend(Backend):
             request["stop"] = config.stop[:4]
         if config.seed is not None:
             request["seed"] = config.seed
+        grammar = config.grammar if self.grammar_accepted is not False else None
         start = time.perf_counter()
-        chunks = self._call(lambda: self.client.chat.completions.create(**request))
+        chunks, grammar = self._open(request, grammar)
         scanner = StopScanner(config.stop)
         usage = Usage()
         finish = "stop"
@@ -162,7 +173,28 @@ class OpenAIBackend(Backend):
         usage.generated_tokens = usage.generated_tokens or pieces
         usage.prompt_seconds = (first or end) - start
         usage.generation_seconds = end - (first or end)
-        yield Completion(text=scanner.text, usage=usage, finish_reason=finish, stop_string=scanner.hit)
+        yield Completion(text=scanner.text, usage=usage, finish_reason=finish, stop_string=scanner.hit,
+                         grammar=grammar)
+
+    def _open(self, request: dict[str, Any], grammar: str | None) -> tuple[Any, str | None]:
+        """Start the streamed request, with `grammar` if given; a server that refuses the grammar
+        is asked again without it. Returns the stream and the grammar in force."""
+        import openai
+
+        create = self.client.chat.completions.create
+        if grammar is None:
+            return self._call(lambda: create(**request)), None
+        try:
+            chunks = self._call(lambda: create(**request, extra_body={"grammar": GBNF_GRAMMARS[grammar]}))
+        except BackendError as exc:
+            refused = isinstance(exc.__cause__, openai.APIStatusError) and exc.__cause__.status_code in (400, 422)
+            if not refused:
+                raise
+            chunks = self._call(lambda: create(**request))  # this one failing too: not the grammar's fault
+            self.grammar_accepted = False
+            return chunks, None
+        self.grammar_accepted = True
+        return chunks, grammar
 
 
 def _describe(exc: Exception) -> str:

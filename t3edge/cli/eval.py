@@ -64,6 +64,8 @@ def _run_options(f: Any) -> Any:
         click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
                      help="Run folder (default: <data dir>/eval/<benchmark>-<model>...; rerun to resume)."),
         click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Agent steps per item (default 8)."),
+        click.option("--format", "step_format", type=click.Choice(["free", "constrained"]), default=None,
+                     help="Step decoding: by the step grammar or free (default: agent.format, constrained)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="An extra TOML file for the eval settings."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
@@ -74,8 +76,8 @@ def _run_options(f: Any) -> Any:
 
 
 def _run(benchmark: str, data: Path | None, model: str | None, backend: str | None, adapter: str | None,
-         limit: int | None, shard: str | None, out: Path | None, max_steps: int | None, config_file: str | None,
-         no_progress: bool, token: str | None = None, extra: dict[str, Any] | None = None) -> None:
+         limit: int | None, shard: str | None, out: Path | None, max_steps: int | None, step_format: str | None,
+         config_file: str | None, no_progress: bool, token: str | None = None, extra: dict[str, Any] | None = None) -> None:
     from t3edge.eval.config import load_eval_config
     from t3edge.eval.jobs import prepare_run, run_job
     from t3edge.eval.records import Shard
@@ -88,7 +90,8 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
         models_cfg = load_models_config()
         model = models_cfg.default_mlx if (backend or default_backend_kind()) == "mlx" else models_cfg.default_gguf
     run = prepare_run(benchmark, model, cfg, data=data, backend=backend, adapter=adapter,  # type: ignore[arg-type]
-                      limit=limit, out=out, token=token)
+                      limit=limit, out=out, token=token,
+                      agent_overrides={"format": step_format} if step_format else None)
     folder = run.folder
     console.print(f"{benchmark.upper()}: {len(run.suite.selected(limit, shard_spec))} items"
                   f"{f' (shard {escape(shard)})' if shard else ''} with {escape(model)} -> {escape(str(folder))}")

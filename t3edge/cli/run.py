@@ -23,6 +23,7 @@ from t3edge.agent.events import (
     AgentEvent,
     CodeParsed,
     FinalAnswer,
+    Notice,
     ObservationEvent,
     ParseFailed,
     RunFinished,
@@ -69,6 +70,8 @@ def _show(console: Console, event: AgentEvent) -> None:
     elif isinstance(event, StepError):
         console.print(Panel(escape(event.error.strip()), title="error", title_align="left",
                             border_style="red"))
+    elif isinstance(event, Notice):
+        console.print(f"[yellow]note:[/yellow] {escape(event.text)}")
     elif isinstance(event, FinalAnswer):
         console.print(Panel(escape(json.dumps(event.answer, ensure_ascii=False, default=str)
                                    if not isinstance(event.answer, str) else event.answer),
@@ -86,6 +89,8 @@ def _show(console: Console, event: AgentEvent) -> None:
 @click.option("--adapter", default=None, help="LoRA adapter to apply.")
 @click.option("--max-steps", type=int, default=None, help="Step limit (default from config: 8).")
 @click.option("--web", is_flag=True, default=None, help="Let ask_search_agent search the web.")
+@click.option("--format", "step_format", type=click.Choice(["free", "constrained"]), default=None,
+              help="Decode each step in the Thought/Code format by grammar, or freely (default from config: constrained).")
 @click.option("--workspace", type=click.Path(file_okay=False), default=None,
               help="Working folder for files the code writes (default: a new folder under the data dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trajectory as JSON instead of the steps.")
@@ -96,15 +101,16 @@ def _show(console: Console, event: AgentEvent) -> None:
 @click.option("--continue", "continue_id", default=None, metavar="TASK_ID",
               help="Ask a follow-up: continue an earlier run of the --out file (its task id, or 'last').")
 def run(query: str, files: tuple[str, ...], model: str | None, backend: str | None,
-        adapter: str | None, max_steps: int | None, web: bool | None, workspace: str | None,
-        as_json: bool, out: str | None, config_file: str | None, continue_id: str | None) -> None:
+        adapter: str | None, max_steps: int | None, web: bool | None, step_format: str | None,
+        workspace: str | None, as_json: bool, out: str | None, config_file: str | None,
+        continue_id: str | None) -> None:
     """Run the agent on QUERY with the attached files, streaming each step."""
     from t3edge.backends import load_backend
     from t3edge.models import default_backend_kind, load_models_config
 
     if not query.strip():
         raise BadInput("the task is empty", hint='say what to do: t3edge run "What is the total?" --file receipt.jpg')
-    config = load_agent_config({"max_steps": max_steps, "web": web}, file=config_file)
+    config = load_agent_config({"max_steps": max_steps, "web": web, "format": step_format}, file=config_file)
     attachments = [Attachment.from_path(Path(f).resolve()) for f in files]
     for attachment in attachments:  # fail on a bad image before loading any model
         if attachment.is_image:

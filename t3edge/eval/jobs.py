@@ -79,9 +79,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:60] or "model"
 
 
-def default_out(cfg: EvalConfig, benchmark: Benchmark, model: str, adapter: str | None, limit: int | None) -> Path:
-    """One folder per (benchmark, model, adapter, limit): the same command resumes the same run."""
-    name = f"{benchmark}-{slug(model)}" + (f"-{slug(adapter)}" if adapter else "") + (f"-limit{limit}" if limit else "")
+def default_out(cfg: EvalConfig, benchmark: Benchmark, model: str, adapter: str | None, limit: int | None,
+                step_format: str = "constrained") -> Path:
+    """One folder per (benchmark, model, adapter, limit, step format): the same command resumes the
+    same run."""
+    name = (f"{benchmark}-{slug(model)}" + (f"-{slug(adapter)}" if adapter else "")
+            + (f"-limit{limit}" if limit else "") + ("-free" if step_format == "free" else ""))
     return (cfg.out_dir or data_dir() / "eval") / name
 
 
@@ -106,12 +109,13 @@ def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path
     from t3edge.eval.agent_solver import agent_solver
     from t3edge.models import load_models_config, resolve_model
 
-    folder = out or default_out(cfg, benchmark, model, adapter, limit)
+    agent_cfg = load_agent_config({"max_steps": cfg.max_steps, "max_errors": cfg.max_errors, **(agent_overrides or {})})
+    folder = out or default_out(cfg, benchmark, model, adapter, limit, agent_cfg.format)
     data = resolve_data(benchmark, data, cfg, token)
     suite, similarity = load_suite(benchmark, data, cfg)
     resolve_model(model, load_models_config(), backend)  # an unknown model fails now, not once per item
     info = new_run_info(benchmark, data, model, adapter, limit, cfg, similarity)
-    agent_cfg = load_agent_config({"max_steps": cfg.max_steps, "max_errors": cfg.max_errors, **(agent_overrides or {})})
+    info.step_format = agent_cfg.format
     solve = agent_solver(lambda: load_backend(model, backend=backend, adapter=adapter), agent_cfg,
                          folder / "workspaces", gta_names=cfg.gta_tools, fresh_backend=model.startswith("replay:"))
     return PreparedRun(folder, suite, info, solve)

@@ -57,6 +57,7 @@ class RunInfo(BaseModel):
     adapter: str | None = None
     limit: int | None = None
     split: str | None = None
+    step_format: str | None = None  # agent.format of the run (None: recorded before formats existed)
     config: dict[str, Any] = Field(default_factory=dict)
     total: int = 0
     similarity: str = "not used"
@@ -64,7 +65,8 @@ class RunInfo(BaseModel):
     created_at: float = Field(default_factory=time.time)
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(include={"benchmark", "data_sha256", "model", "adapter", "limit", "split"})
+        return self.model_dump(include={"benchmark", "data_sha256", "model", "adapter", "limit", "split",
+                                        "step_format"})
 
 
 class EvalRecord(BaseModel):

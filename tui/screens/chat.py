@@ -160,7 +160,8 @@ class ChatScreen(Screen[None]):
         self.status.state = "running"
         cancel = self.cancel_event
         self.run_worker(
-            lambda: run_agent(self, backend, task, cancel, history), thread=True, group="agent",
+            lambda: run_agent(self, backend, task, cancel, history, self.app.agent_overrides),
+            thread=True, group="agent",
             name="agent-run", exit_on_error=False,
         )
 
@@ -215,6 +216,8 @@ class ChatScreen(Screen[None]):
             self._track_context(event.step.tokens_in + event.step.tokens_out)
         elif kind == "FinalAnswer":
             await self.log_view.mount(FinalAnswerView(event.answer))
+        elif kind == "Notice":
+            self.notify(event.text, severity="warning", timeout=10)
         elif kind == "RunFinished":
             self._finished(event.trajectory)
 
