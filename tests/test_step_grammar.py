@@ -197,3 +197,21 @@ def test_a_backend_that_cannot_constrain_runs_free_and_says_so_once(tmp_path: Pa
     free = list(Agent(load_backend(f"replay:{script}"), config=AgentConfig(workspace=tmp_path / "v", format="free"))
                 .run(Task(id="t", query="q")))
     assert not any(isinstance(e, Notice) for e in free)
+
+
+def test_the_mlx_vlm_backend_decodes_under_the_grammar(tiny_qwen2_vl: Path, test_image: Path) -> None:
+    """A random-weight VLM writes nothing sensible, but under the grammar it writes the step's
+    forced start and then thought text (no backtick, no line break) before its budget runs out."""
+    from t3edge.backends.base import ImagePart, TextPart
+
+    backend = load_backend(str(tiny_qwen2_vl))
+    assert backend.can_constrain()
+    messages = [Message("user", [ImagePart(test_image), TextPart("What is this?")])]
+    for seed in (0, 1):
+        done = backend.generate(messages, GenerationConfig(max_tokens=16, temperature=1.0, seed=seed,
+                                                          grammar="step"))
+        assert done.grammar == "step" and done.usage.generated_tokens == 16
+        assert done.text.startswith("Thought: ")
+        assert "`" not in done.text and "\n" not in done.text
+    free = backend.generate(messages, GenerationConfig(max_tokens=16, temperature=1.0, seed=0))
+    assert free.grammar is None and not free.text.startswith("Thought: ")

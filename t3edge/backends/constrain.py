@@ -64,17 +64,28 @@ def llama_vocabulary(vocab: Any, n_vocab: int) -> Vocabulary:
 
 
 def hf_vocabulary(tokenizer: Any, n_vocab: int) -> Vocabulary:
-    """The vocabulary of a Hugging Face fast tokenizer (mlx-lm's wrapper is unwrapped)."""
+    """The vocabulary of a Hugging Face tokenizer backed by the Rust `tokenizers` library (what a
+    tokenizer.json gives), also inside mlx-lm's wrapper."""
 
     def build() -> Any:
-        from llguidance.hf import from_tokenizer
+        import copy
 
-        inner = getattr(tokenizer, "_tokenizer", tokenizer)
-        try:
-            return from_tokenizer(inner, n_vocab=n_vocab)
-        except ValueError as exc:
-            raise BackendError(f"constrained decoding needs a fast tokenizer (tokenizer.json): {exc}",
-                               hint='set agent.format = "free" for this model') from exc
+        import tokenizers
+
+        rust, eos, holder = None, None, tokenizer
+        for _ in range(3):  # mlx-lm wrapper -> transformers tokenizer -> tokenizers.Tokenizer
+            eos = eos if eos is not None else getattr(holder, "eos_token_id", None)
+            if isinstance(holder, tokenizers.Tokenizer):
+                rust = holder
+                break
+            holder = getattr(holder, "backend_tokenizer", None) or getattr(holder, "_tokenizer", None)
+        if rust is None:
+            raise BackendError("constrained decoding needs a fast tokenizer (a tokenizer.json) and this "
+                               "model has none", hint='set agent.format = "free" for this model')
+        rust = copy.copy(rust)
+        rust.no_padding()
+        rust.no_truncation()
+        return _llguidance().LLTokenizer(rust.to_str(), n_vocab=n_vocab, eos_token=eos)
 
     return Vocabulary(build, n_vocab)
 

@@ -25,7 +25,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from pydantic import BaseModel, Field
@@ -56,6 +56,8 @@ class FlywheelSettings(BaseModel):
     max_length: int = Field(4096, ge=256)
     eval_steps: int = Field(4, ge=1, description="agent steps per test task")
     eval_tokens: int = Field(256, ge=16, description="tokens per step at evaluation")
+    eval_format: Literal["free", "constrained"] = Field(
+        "constrained", description="step decoding at evaluation (agent.format), the same before and after")
 
 
 class State(BaseModel):
@@ -310,7 +312,7 @@ class Flywheel:
         cfg = load_eval_config({"max_steps": s.eval_steps})
         run = prepare_run("tasks", str(self.student_gguf), cfg, data=self.tasks("test"), backend="gguf",
                           adapter=str(self.adapter_gguf) if which == "after" else None, out=self.eval_dir(which),
-                          agent_overrides={"generation.max_tokens": s.eval_tokens})
+                          agent_overrides={"generation.max_tokens": s.eval_tokens, "format": s.eval_format})
         outcome, summary = run_job(run.suite, run.solve, run.folder, run.info)
         if summary is None:
             raise T3Error(f"{outcome.total - outcome.finished} test tasks did not finish",
@@ -426,9 +428,11 @@ class StageBar:
 @click.option("--lora-layers", type=int, default=None, help="Adapt only the last N blocks (faster).")
 @click.option("--eval-steps", type=int, default=4, show_default=True, help="Agent steps per test task.")
 @click.option("--eval-tokens", type=int, default=256, show_default=True, help="Tokens per step at evaluation.")
+@click.option("--eval-format", type=click.Choice(["free", "constrained"]), default="constrained", show_default=True,
+              help="Step decoding at evaluation: by the step grammar, or free.")
 def flywheel(student: str, teacher: str, out: Path, train_tasks: int, test_tasks: int, seed: int,
              epochs: float, learning_rate: float, lora_rank: int, lora_layers: int | None,
-             eval_steps: int, eval_tokens: int) -> None:
+             eval_steps: int, eval_tokens: int, eval_format: str) -> None:
     """Make tasks, teach, filter, tune the student, export, and evaluate it before and after."""
     from t3edge.blas import relaunch_with_fast_blas
 
@@ -438,7 +442,7 @@ def flywheel(student: str, teacher: str, out: Path, train_tasks: int, test_tasks
     settings = FlywheelSettings(student=student, teacher=teacher, train_tasks=train_tasks, test_tasks=test_tasks,
                                 seed=seed, epochs=epochs, learning_rate=learning_rate, lora_rank=lora_rank,
                                 lora_alpha=2.0 * lora_rank, lora_layers=lora_layers, eval_steps=eval_steps,
-                                eval_tokens=eval_tokens)
+                                eval_tokens=eval_tokens, eval_format=eval_format)  # type: ignore[arg-type]
     report = Flywheel(out, settings).run()
     click.echo(report.read_text())
     console.print(f"report: {escape(str(report))}; adapters: {escape(str(out / 'adapter'))}, "
