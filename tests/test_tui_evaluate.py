@@ -43,3 +43,31 @@ async def test_evaluation_screen_runs_reports_and_resumes(tmp_path: Path) -> Non
         assert len((screen.folder / "results.jsonl").read_text().splitlines()) == 2
         await pilot.press("escape")
         assert app.screen is app.chat
+
+
+@pytest.mark.slow
+@pilot_test
+async def test_evaluation_screen_runs_the_built_in_tasks(tmp_path: Path) -> None:
+    from t3edge.tasks import load_tasks, make_tasks
+    from t3edge.tasks.generate import reference_outputs
+
+    make_tasks(tmp_path / "tasks", "test", 2, 0, families=["csv_total"])
+    records, _ = load_tasks(tmp_path / "tasks")
+    script = tmp_path / "answers.jsonl"  # the first task's reference solution, then a wrong answer
+    script.write_text("".join(json.dumps(step) + "\n" for step in reference_outputs(records[0]))
+                      + json.dumps("Thought: guess.\nCode:\n```py\nfinal_answer(-1)\n```<end_action>") + "\n")
+    app = make_app(tmp_path, [])
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press("f4")
+        screen = app.screen
+        assert isinstance(screen, EvaluateScreen)
+        screen.query_one("#benchmark").value = "tasks"
+        screen.query_one("#data", Input).value = str(tmp_path / "tasks")
+        screen.query_one("#model", Input).value = f"replay:{script}"
+        screen.start()
+        await wait_for(pilot, lambda: not screen.running, limit_s=120)
+        await pilot.pause()
+        table = screen.query_one(DataTable)
+        status = str(screen.query_one("#eval-status").render())
+        assert [str(table.get_cell_at((r, 3))) for r in range(table.row_count)] == ["✓", "✗"], status
+        assert screen.folder is not None and (screen.folder / "report.md").is_file()

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from textual.message import Message
 from textual.message_pump import MessagePump
 
+from t3edge.eval.items import Benchmark
 from t3edge.eval.records import EvalRecord
 from t3edge.models import BackendKind
 from tui.runner import describe
 
-Benchmark = Literal["gta", "gaia"]
 
 
 class EvalRequest(BaseModel):

@@ -36,7 +36,7 @@ def resolve_data(benchmark: Benchmark, data: Path | None, cfg: EvalConfig, token
     if data is not None:
         return data
     if benchmark == "tasks":
-        raise T3Error("give the task folder with --data",
+        raise T3Error("the built-in tasks need their folder: give it as the data folder (--data)",
                       hint="make one first: t3edge tasks make OUT --split test --n 50 --seed 0")
     dest = benchmark_folder(benchmark)
     if benchmark == "gta":

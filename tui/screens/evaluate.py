@@ -62,7 +62,8 @@ class EvaluateScreen(Screen[None]):
         with Vertical(id="eval-form"):
             yield Label("Evaluate the agent", classes="dialog-title")
             with Horizontal(classes="form-row"):
-                yield Select([("GTA", "gta"), ("GAIA", "gaia")], value="gta", allow_blank=False, id="benchmark")
+                yield Select([("GTA", "gta"), ("GAIA", "gaia"), ("built-in tasks", "tasks")], value="gta",
+                             allow_blank=False, id="benchmark")
                 yield Input(placeholder="data folder (empty: the downloaded copy)", id="data")
             with Horizontal(classes="form-row"):
                 yield Input(value=self.model, placeholder="model", id="model")
