@@ -33,6 +33,7 @@ StepKind = Literal[
     "parse_error",  # the model's output had no runnable code block
     "final_answer_request",  # the extra call made when the step limit was hit
     "repeat",  # code identical to an earlier step's: not run again, the model was told so
+    "rejected",  # the user did not allow the code to run (agent.approve = "ask")
 ]
 EndReason = Literal[
     "final_answer", "step_limit", "error_limit", "loop", "cancelled", "backend_error", "context_full"
@@ -105,6 +106,9 @@ class Step(BaseModel):
     tokens_cached: int = 0
     tokens_out: int = 0
     seconds: float = 0.0
+    approval: Literal["approved", "edited", "rejected"] | None = Field(
+        None, description="the user's decision when code approval was on (None: not asked)")
+    proposed_code: str | None = Field(None, description="the model's code, when the user edited it")
 
 
 class Verdict(BaseModel):

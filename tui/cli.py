@@ -14,10 +14,12 @@ from t3edge.errors import T3Error
               help="Force MLX or llama.cpp for a registry model.")
 @click.option("--adapter", "-a", default=None, help="A LoRA adapter for the model.")
 @click.option("--session", "session_id", default=None, help="Reopen a saved chat (ids in the sessions screen).")
+@click.option("--approve", type=click.Choice(["never", "ask"]), default=None,
+              help="ask: show each code block and run, edit or reject it before it runs (default from config: never).")
 @click.option("--format", "step_format", type=click.Choice(["free", "constrained"]), default=None,
               help="Decode each step by the step grammar, or freely (default from config: constrained).")
 def chat(model: str | None, backend_kind: str | None, adapter: str | None, session_id: str | None,
-         step_format: str | None) -> None:
+         approve: str | None, step_format: str | None) -> None:
     """Chat with the local agent about your files; every step shows live and is saved."""
     import threading
 
@@ -45,4 +47,4 @@ def chat(model: str | None, backend_kind: str | None, adapter: str | None, sessi
             raise
     T3App(model=model, backend_kind=backend_kind, adapter=adapter,  # type: ignore[arg-type]
           session_id=session_id, store=store, config=config,
-          agent_overrides={"format": step_format} if step_format else None).run()
+          agent_overrides={k: v for k, v in (("approve", approve), ("format", step_format)) if v}).run()

@@ -20,6 +20,7 @@ from t3edge.models import BackendKind
 from t3edge.trajectory import Task, Trajectory
 
 if TYPE_CHECKING:  # the agent package (with its tools) is imported off the start-up path
+    from t3edge.agent.approval import Decision, Proposal
     from t3edge.agent.events import AgentEvent
 
 
@@ -41,6 +42,36 @@ class AgentEventMessage(Message):
     def __init__(self, event: AgentEvent) -> None:
         super().__init__()
         self.event = event
+
+
+class ApprovalRequested(Message):
+    """The agent waits for the user's decision on a code block; `answer` hands it back."""
+
+    def __init__(self, proposal: Proposal) -> None:
+        super().__init__()
+        self.proposal = proposal
+        self.decision: Decision | None = None
+        self.answered = threading.Event()
+
+    def answer(self, decision: Decision) -> None:
+        self.decision = decision
+        self.answered.set()
+
+
+def app_approver(target: MessagePump, cancel: threading.Event) -> Any:
+    """An approver that asks in the app (the agent's thread waits; a cancelled run rejects)."""
+    from t3edge.agent.approval import Decision
+
+    def decide(proposal: Proposal) -> Decision:
+        request = ApprovalRequested(proposal)
+        target.post_message(request)
+        while not request.answered.wait(0.1):
+            if cancel.is_set():
+                return Decision("reject", reason="the user stopped the run")
+        assert request.decision is not None
+        return request.decision
+
+    return decide
 
 
 class RunCrashed(Message):
@@ -80,7 +111,7 @@ def run_agent(target: MessagePump, backend: Backend, task: Task, cancel: threadi
     from t3edge.agent.config import load_agent_config
 
     try:
-        agent = Agent(backend, config=load_agent_config(agent_overrides))
+        agent = Agent(backend, config=load_agent_config(agent_overrides), approver=app_approver(target, cancel))
         for event in agent.run(task, cancel=cancel, history=history):
             target.post_message(AgentEventMessage(event))
     except Exception as exc:  # noqa: BLE001 - a crashing backend or tool must not take the app down

@@ -26,6 +26,9 @@ class AgentConfig(BaseModel):
     format: Literal["free", "constrained"] = Field(
         "constrained", description="constrained: decode each step in the Thought/Code format by grammar "
                                    "where the backend can (llama.cpp, MLX, servers that take a grammar)")
+    approve: Literal["never", "ask"] = Field(
+        "never", description="ask: show each code block and let the user run, edit or reject it "
+                             "(the command line and the app; evaluation and synthesis never ask)")
     step_timeout_s: float = Field(30.0, gt=0, description="wall time of one code block")
     memory_mb: int = Field(4096, ge=256, description="address-space limit of the sandbox process")
     file_size_mb: int = Field(256, ge=1, description="largest file sandboxed code may write")

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from t3edge.agent.approval import EDITED_NOTE, Approver, Proposal, rejection_message
 from t3edge.agent.config import AgentConfig
 from t3edge.agent.events import (
     AgentEvent,
@@ -51,6 +52,7 @@ from t3edge.protocol import (
     PARSE_ERROR_MESSAGES,
     STOP_STRINGS,
     error_message,
+    format_step,
     observation_message,
     parse_model_output,
     repeat_message,
@@ -90,8 +92,10 @@ class Agent:
     """Runs tasks with a backend, tools and a sandboxed executor; see `run`."""
 
     def __init__(self, backend: Backend, tools: ToolSet | None = None, config: AgentConfig | None = None,
-                 workspace: Path | None = None) -> None:
+                 workspace: Path | None = None, approver: Approver | None = None) -> None:
+        """`approver` decides on each code block when `config.approve == "ask"` (else never called)."""
         self.backend = backend
+        self.approver = approver
         self.tools = tools if tools is not None else default_tools()
         config = config or AgentConfig()
         if backend.generation_overrides:  # the model's own sampling needs (registry) win
@@ -358,16 +362,32 @@ class Agent:
             return step, None
         step.code = parsed.code
         yield CodeParsed(index, parsed.thought, parsed.code, list(parsed.notes))
-        repeated = next((s for s in earlier if s.code is not None and same_code(s.code, parsed.code)), None)
+        repeated = next((s for s in earlier if s.code is not None and s.kind != "rejected"
+                         and same_code(s.code, parsed.code)), None)
         if repeated is not None:
             message = repeat_message(repeated.index)
             step.kind, step.error = "repeat", message
             step.feedback = error_message(index, message)
             yield StepError(index, message)
             return step, None
+        code = parsed.code
+        if self.approver is not None and self.config.approve == "ask":
+            decision = self.approver(Proposal(index, parsed.thought, parsed.code))
+            if decision.action == "reject":
+                message = rejection_message(decision.reason)
+                step.kind, step.error, step.approval = "rejected", message, "rejected"
+                step.feedback = error_message(index, message)
+                yield StepError(index, message)
+                return step, None
+            step.approval = "approved"
+            if decision.action == "edit" and decision.code is not None and decision.code != parsed.code:
+                code = decision.code
+                step.approval, step.proposed_code, step.code = "edited", parsed.code, code
+                step.raw_output = format_step(parsed.thought or "", code)  # the model sees what ran
+                yield CodeParsed(index, parsed.thought, code, [EDITED_NOTE])
         before = _snapshot(sandbox.workspace)
         try:
-            result = sandbox.run(parsed.code, cancel)
+            result = sandbox.run(code, cancel)
         except T3Error as exc:
             result = ExecResult(error=str(exc))
         after = _snapshot(sandbox.workspace)

@@ -19,6 +19,7 @@ from rich.syntax import Syntax
 
 from t3edge.agent import Agent, load_agent_config
 from t3edge.blas import fast_blas_for
+from t3edge.cli.approve import terminal_approver
 from t3edge.agent.events import (
     AgentEvent,
     CodeParsed,
@@ -89,6 +90,8 @@ def _show(console: Console, event: AgentEvent) -> None:
 @click.option("--adapter", default=None, help="LoRA adapter to apply.")
 @click.option("--max-steps", type=int, default=None, help="Step limit (default from config: 8).")
 @click.option("--web", is_flag=True, default=None, help="Let ask_search_agent search the web.")
+@click.option("--approve", type=click.Choice(["never", "ask"]), default=None,
+              help="ask: show each code block and run, edit or reject it before it runs (default from config: never).")
 @click.option("--format", "step_format", type=click.Choice(["free", "constrained"]), default=None,
               help="Decode each step in the Thought/Code format by grammar, or freely (default from config: constrained).")
 @click.option("--workspace", type=click.Path(file_okay=False), default=None,
@@ -101,7 +104,7 @@ def _show(console: Console, event: AgentEvent) -> None:
 @click.option("--continue", "continue_id", default=None, metavar="TASK_ID",
               help="Ask a follow-up: continue an earlier run of the --out file (its task id, or 'last').")
 def run(query: str, files: tuple[str, ...], model: str | None, backend: str | None,
-        adapter: str | None, max_steps: int | None, web: bool | None, step_format: str | None,
+        adapter: str | None, max_steps: int | None, web: bool | None, approve: str | None, step_format: str | None,
         workspace: str | None, as_json: bool, out: str | None, config_file: str | None,
         continue_id: str | None) -> None:
     """Run the agent on QUERY with the attached files, streaming each step."""
@@ -110,7 +113,8 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
 
     if not query.strip():
         raise BadInput("the task is empty", hint='say what to do: t3edge run "What is the total?" --file receipt.jpg')
-    config = load_agent_config({"max_steps": max_steps, "web": web, "format": step_format}, file=config_file)
+    config = load_agent_config({"max_steps": max_steps, "web": web, "approve": approve, "format": step_format},
+                               file=config_file)
     attachments = [Attachment.from_path(Path(f).resolve()) for f in files]
     for attachment in attachments:  # fail on a bad image before loading any model
         if attachment.is_image:
@@ -128,7 +132,9 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     fast_blas_for(model, backend)  # type: ignore[arg-type]
     with console.status(f"loading {escape(model)}...", spinner="dots"):
         loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]
-    agent = Agent(loaded, config=config, workspace=Path(workspace) if workspace else None)
+    cancel = threading.Event()
+    agent = Agent(loaded, config=config, workspace=Path(workspace) if workspace else None,
+                  approver=terminal_approver(console, cancel))
     if (click.get_current_context().find_root().obj or {}).get("debug"):
         count = loaded.count_tokens(agent.system_prompt())
         console.print(f"[dim]system prompt: {agent.prompt_style()}, "
@@ -136,7 +142,6 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     trajectory: Trajectory | None = None
     status = console.status("", spinner="dots")
     generated = 0
-    cancel = threading.Event()
     previous_handler = signal.signal(signal.SIGINT, _first_interrupt_cancels(cancel))
     try:
         for event in agent.run(task, cancel, history=history):

@@ -21,7 +21,7 @@ from textual.widgets import Footer
 
 from t3edge.errors import T3Error
 from t3edge.trajectory import Attachment, Task, Trajectory, file_kind
-from tui.runner import AgentEventMessage, RunCrashed, followup_problem, run_agent
+from tui.runner import AgentEventMessage, ApprovalRequested, RunCrashed, followup_problem, run_agent
 from tui.screens.dialogs import Confirm
 from tui.widgets.attachments import AttachmentBar
 from tui.widgets.prompt import PromptInput
@@ -192,6 +192,20 @@ class ChatScreen(Screen[None]):
 
     # -- the event stream ------------------------------------------------------------------------
 
+    @on(ApprovalRequested)
+    def _approve(self, request: ApprovalRequested) -> None:
+        from tui.screens.dialogs import ApproveCode
+
+        self.status.state = "waiting for your approval"
+        self.app.push_screen(ApproveCode(request.proposal), callback=self._approved(request))
+
+    def _approved(self, request: ApprovalRequested) -> Any:
+        def answer(decision: Any) -> None:
+            self.status.state = "running"
+            request.answer(decision)
+
+        return answer
+
     @on(AgentEventMessage)
     async def _agent_event(self, message: AgentEventMessage) -> None:
         # Matched by class name: the agent package is not imported until a model loads or a run starts.
@@ -204,7 +218,10 @@ class ChatScreen(Screen[None]):
         elif kind == "TokenDelta":
             self._step(event.index).add_delta(event.text)
         elif kind == "CodeParsed":
-            self._step(event.index).show_code(event.thought, event.code)
+            from t3edge.agent.approval import EDITED_NOTE
+
+            edited = EDITED_NOTE in event.notes  # the user's version of code shown just before
+            self._step(event.index).show_code(None if edited else event.thought, event.code)
         elif kind == "ParseFailed":
             self._step(event.index).show_problem(event.message)
         elif kind == "ObservationEvent":
