@@ -36,14 +36,14 @@ def child(words: int, rate: float) -> None:
     """The app under test: the real T3App with a scripted model streaming `rate` tokens a second."""
     from t3edge.backends.replay import ReplayBackend
     from tui.app import T3App
-    from tui.sessions import SessionStore
+    from t3edge.chats import ChatStore
     from tui.settings import TuiConfig
 
     thought = " ".join(f"word{i % 97}" for i in range(words))
     output = f"Thought: {thought}\nCode:\n```py\nfinal_answer('done')\n```<end_action>"
     data = Path(os.environ["T3EDGE_DATA_DIR"])
     app = T3App(backend=ReplayBackend([output] * 4, delay_s=1.0 / rate),
-                store=SessionStore(data / "sessions.db"), config=TuiConfig(image_previews=False))
+                store=ChatStore(data / "sessions.db"), config=TuiConfig(image_previews=False))
     app.run()
 
 

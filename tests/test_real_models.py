@@ -161,7 +161,7 @@ def test_chat_in_the_terminal_app_on_each_real_model(real_gguf: Path, tmp_path: 
     from tui_helpers import run_to_end, wait_for
 
     from tui.app import T3App
-    from tui.sessions import SessionStore
+    from t3edge.chats import ChatStore
     from tui.settings import TuiConfig
     from tui.widgets.steps import StepView
 
@@ -171,7 +171,7 @@ def test_chat_in_the_terminal_app_on_each_real_model(real_gguf: Path, tmp_path: 
     monkeypatch.setenv("T3EDGE_CONFIG_DIR", str(user_config))
 
     async def chat() -> None:
-        app = T3App(model=str(real_gguf), store=SessionStore(tmp_path / "s.db"), config=TuiConfig())
+        app = T3App(model=str(real_gguf), store=ChatStore(tmp_path / "s.db"), config=TuiConfig())
         async with app.run_test(size=(100, 40)) as pilot:
             await wait_for(pilot, lambda: app.backend is not None, limit_s=120)
             assert app.chat.status.backend == "llama"

@@ -23,7 +23,7 @@ from tui_helpers import (  # noqa: F401 (own_data_dir: an autouse fixture, impor
 
 from t3edge.backends.replay import ReplayBackend
 from tui.app import LIGHT, T3App
-from tui.sessions import SessionStore
+from t3edge.chats import ChatStore
 from tui.settings import TuiConfig, TuiState
 from tui.widgets.attachments import Chip
 from tui.widgets.steps import CodeBlock, FinalAnswerView, Notice, StepView, UserMessage
@@ -162,7 +162,7 @@ async def test_tool_error_and_crashing_backend_keep_the_app_usable(tmp_path: Pat
 
 @pilot_test
 async def test_unknown_model_is_reported_and_app_stays_up(tmp_path: Path) -> None:
-    app = T3App(model="no-such-model", store=SessionStore(tmp_path / "s.db"), config=TuiConfig())
+    app = T3App(model="no-such-model", store=ChatStore(tmp_path / "s.db"), config=TuiConfig())
     async with app.run_test(size=(100, 40)) as pilot:
         await wait_for(pilot, lambda: app.chat.query(Notice))
         assert "unknown model" in str(app.chat.query_one(Notice).render())
@@ -214,7 +214,7 @@ async def test_chat_on_the_tiny_mlx_model(tmp_path: Path, tiny_qwen2_vl: Path, t
     user_config.mkdir()
     (user_config / "agent.toml").write_text("max_steps = 1\n[generation]\nmax_tokens = 16\n")
     monkeypatch.setenv("T3EDGE_CONFIG_DIR", str(user_config))
-    app = T3App(model=str(tiny_qwen2_vl), store=SessionStore(tmp_path / "s.db"), config=TuiConfig())
+    app = T3App(model=str(tiny_qwen2_vl), store=ChatStore(tmp_path / "s.db"), config=TuiConfig())
     async with app.run_test(size=(100, 40)) as pilot:
         await wait_for(pilot, lambda: app.backend is not None, limit_s=120)
         assert app.chat.status.backend == "mlx" and app.chat.status.context_size

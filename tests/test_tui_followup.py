@@ -22,7 +22,7 @@ from t3edge.conversation import chat_messages
 from t3edge.errors import ContextFull
 from tui.app import T3App
 from tui.screens.dialogs import Confirm
-from tui.sessions import SessionStore
+from t3edge.chats import ChatStore
 from tui.settings import TuiConfig
 from tui.widgets.steps import FinalAnswerView, UserMessage
 
@@ -71,7 +71,7 @@ async def test_followups_continue_the_chat_and_a_reopened_session(tmp_path: Path
 
     # and so does a fresh app started on the saved session (`t3edge chat --session`)
     later = ReplayBackend([ANSWER])
-    again = T3App(backend=later, store=SessionStore(tmp_path / "sessions.db"), config=TuiConfig(),
+    again = T3App(backend=later, store=ChatStore(tmp_path / "sessions.db"), config=TuiConfig(),
                   session_id=sid)
     async with again.run_test(size=(100, 40)) as pilot:
         await wait_for(pilot, lambda: len(again.chat.query(UserMessage)) == 3)

@@ -14,7 +14,7 @@ from tui.screens.attach import AttachScreen
 from tui.screens.dialogs import AskText
 from tui.screens.models import ModelPickerScreen
 from tui.screens.sessions import SessionsScreen
-from tui.sessions import SessionStore
+from t3edge.chats import ChatStore
 from tui.settings import TuiConfig
 from tui.widgets.steps import StepView
 
@@ -85,7 +85,7 @@ async def test_produced_image_is_previewed(tmp_path: Path) -> None:
 async def test_damaged_database_is_reported_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     path.write_bytes(b"\x00garbage" * 500)
-    app = T3App(model="replay:missing.txt", store=SessionStore(path), config=TuiConfig())
+    app = T3App(model="replay:missing.txt", store=ChatStore(path), config=TuiConfig())
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
         messages = [str(n.message) for n in app._notifications]
@@ -98,3 +98,31 @@ def test_chat_command_rejects_an_unknown_session() -> None:
     result = CliRunner().invoke(cli, ["chat", "--session", "nope"])
     assert result.exit_code == 1
     assert "no session 'nope'" in result.output
+
+
+@pilot_test
+async def test_sessions_search_finds_a_chat_by_a_word_of_its_steps(tmp_path: Path) -> None:
+    from tui.screens.sessions import SessionsScreen
+
+    looked = "Thought: look.\nCode:\n```py\nprint('a zebra crossing')\n```<end_action>"
+    app = make_app(tmp_path, [looked, ANSWER, ANSWER])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await run_to_end(pilot, "first chat")
+        zebra = app.session_id
+        await pilot.press("ctrl+n")
+        await run_to_end(pilot, "second chat")
+        await pilot.press("ctrl+o")
+        screen = app.screen
+        assert isinstance(screen, SessionsScreen)
+        await pilot.press("slash")
+        app.screen.query_one(Input).value = "zebra"
+        await pilot.press("enter")
+        await pilot.pause()
+        table = screen.query_one("#sessions")
+        assert table.row_count == 1 and screen.selected == zebra
+        assert "[zebra]" in str(table.get_cell_at((0, 5)))
+        await pilot.press("slash")
+        app.screen.query_one(Input).value = ""
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table.row_count == 2

@@ -16,7 +16,7 @@ from t3edge.trajectory import Attachment, Step, Task, Trajectory
 from tui.app import LIGHT, T3App
 from tui.screens.attach import AttachScreen
 from tui.screens.models import ModelPickerScreen
-from tui.sessions import SessionStore
+from t3edge.chats import ChatStore
 from tui.settings import TuiState
 from tui.widgets.steps import StepView
 
@@ -55,11 +55,11 @@ def utc() -> Iterator[None]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, utc: None) -> SessionStore:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, utc: None) -> ChatStore:
     """Two saved chats; paths relative to the test folder and times in UTC, so screens are stable."""
     monkeypatch.chdir(tmp_path)
     image = make_test_image(Path("photo.png"), (56, 56))
-    store = SessionStore(tmp_path / "sessions.db")
+    store = ChatStore(tmp_path / "sessions.db")
     for sid, title in (("aaaa", "Apples"), ("bbbb", "Receipt totals")):
         store.db.execute("INSERT INTO sessions VALUES (?, ?, 'replay:scripted', 1.7e9, 1.7e9)", (sid, title))
         store.add_run(sid, saved_run(image))
@@ -68,7 +68,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, utc: None) -> Session
     return store
 
 
-def app_with(tmp_path: Path, store: SessionStore, **kwargs: object) -> T3App:
+def app_with(tmp_path: Path, store: ChatStore, **kwargs: object) -> T3App:
     app = make_app(tmp_path, [], **kwargs)
     app.store = store
     return app
@@ -82,7 +82,7 @@ async def steady(pilot: Pilot) -> None:
     await pilot.pause()
 
 
-def test_chat_with_a_reopened_run(snap_compare, tmp_path: Path, store: SessionStore) -> None:  # type: ignore[no-untyped-def]
+def test_chat_with_a_reopened_run(snap_compare, tmp_path: Path, store: ChatStore) -> None:  # type: ignore[no-untyped-def]
     async def expand_first(pilot: Pilot) -> None:
         await steady(pilot)
         app = pilot.app
@@ -93,7 +93,7 @@ def test_chat_with_a_reopened_run(snap_compare, tmp_path: Path, store: SessionSt
     assert snap_compare(app_with(tmp_path, store, session_id="aaaa"), terminal_size=SIZE, run_before=expand_first)
 
 
-def test_chat_in_the_light_theme(snap_compare, tmp_path: Path, store: SessionStore) -> None:  # type: ignore[no-untyped-def]
+def test_chat_in_the_light_theme(snap_compare, tmp_path: Path, store: ChatStore) -> None:  # type: ignore[no-untyped-def]
     TuiState(theme=LIGHT).save()  # remembered from an earlier session
 
     async def expand_all(pilot: Pilot) -> None:
@@ -106,7 +106,7 @@ def test_chat_in_the_light_theme(snap_compare, tmp_path: Path, store: SessionSto
     assert snap_compare(app_with(tmp_path, store, session_id="bbbb"), terminal_size=SIZE, run_before=expand_all)
 
 
-def test_sessions_screen(snap_compare, tmp_path: Path, store: SessionStore) -> None:  # type: ignore[no-untyped-def]
+def test_sessions_screen(snap_compare, tmp_path: Path, store: ChatStore) -> None:  # type: ignore[no-untyped-def]
     async def open_sessions(pilot: Pilot) -> None:
         await steady(pilot)
         await pilot.press("ctrl+o")
@@ -115,7 +115,7 @@ def test_sessions_screen(snap_compare, tmp_path: Path, store: SessionStore) -> N
     assert snap_compare(app_with(tmp_path, store), terminal_size=SIZE, run_before=open_sessions)
 
 
-def test_model_picker(snap_compare, tmp_path: Path, store: SessionStore) -> None:  # type: ignore[no-untyped-def]
+def test_model_picker(snap_compare, tmp_path: Path, store: ChatStore) -> None:  # type: ignore[no-untyped-def]
     async def open_picker(pilot: Pilot) -> None:
         await steady(pilot)
         app = pilot.app
@@ -127,7 +127,7 @@ def test_model_picker(snap_compare, tmp_path: Path, store: SessionStore) -> None
     assert snap_compare(app_with(tmp_path, store), terminal_size=SIZE, run_before=open_picker)
 
 
-def test_attachment_picker_with_preview(snap_compare, tmp_path: Path, store: SessionStore) -> None:  # type: ignore[no-untyped-def]
+def test_attachment_picker_with_preview(snap_compare, tmp_path: Path, store: ChatStore) -> None:  # type: ignore[no-untyped-def]
     folder = Path("files")
     folder.mkdir()
     make_test_image(folder / "chart.png", (112, 56))

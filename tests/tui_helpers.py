@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 
 from t3edge.backends.replay import ReplayBackend
 from tui.app import T3App
-from tui.sessions import SessionStore
+from t3edge.chats import ChatStore
 from tui.settings import TuiConfig
 from tui.widgets.steps import StepView
 
@@ -35,8 +35,8 @@ def make_app(tmp_path: Path, outputs: list[str], *, delay_s: float = 0.0, images
              config: TuiConfig | None = None, **kwargs: object) -> T3App:
     backend = ReplayBackend(outputs, delay_s=delay_s)
     backend.supports_images = images
-    return T3App(backend=backend, store=SessionStore(tmp_path / "sessions.db"),
-                 config=config or TuiConfig(), **kwargs)  # type: ignore[arg-type]
+    store = kwargs.pop("store", None) or ChatStore(tmp_path / "sessions.db")
+    return T3App(backend=backend, store=store, config=config or TuiConfig(), **kwargs)  # type: ignore[arg-type]
 
 
 def first_step(app: T3App) -> StepView:

@@ -22,7 +22,8 @@ from t3edge.models import BackendKind, default_backend_kind, load_models_config
 from t3edge.trajectory import Attachment, Trajectory
 from tui.runner import ModelFailed, ModelLoaded, load_model
 from tui.screens.chat import ChatScreen, ending_notice
-from tui.sessions import SessionStore, aside_notice, default_store, export_folder
+from t3edge.chats import ChatStore
+from tui.sessions import aside_notice, export_folder, open_store
 from tui.settings import TuiConfig, TuiState, load_tui_config, tui_dir
 from tui.widgets.steps import FinalAnswerView, Notice, StepView, UserMessage
 
@@ -43,13 +44,13 @@ class T3App(App[None]):
 
     def __init__(self, *, model: str | None = None, backend_kind: BackendKind | None = None,
                  adapter: str | None = None, session_id: str | None = None,
-                 backend: Backend | None = None, store: SessionStore | None = None,
+                 backend: Backend | None = None, store: ChatStore | None = None,
                  config: TuiConfig | None = None, agent_overrides: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.agent_overrides = agent_overrides or {}  # `agent` settings given on the command line
         self.config = config or load_tui_config()
         self.state = TuiState.load()
-        self.store = store or default_store()
+        self.store = store or open_store()
         self.backend_kind = backend_kind
         self.adapter = adapter
         self.model_spec = model or self.config.model or self.state.last_model or self._registry_default(backend_kind)

@@ -34,9 +34,9 @@ def chat(model: str | None, backend_kind: str | None, adapter: str | None, sessi
         probe.start()
 
     from tui.app import T3App
-    from tui.sessions import default_store
+    from tui.sessions import open_store
 
-    store = default_store()
+    store = open_store()
     if probe.is_alive():
         probe.join()
     if session_id is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -32,25 +33,11 @@ from t3edge.agent.events import (
     StepStarted,
     TokenDelta,
 )
-from t3edge.config import data_dir
+from t3edge.chats import ChatStore, default_store, store_path
 from t3edge.conversation import chat_chain
 from t3edge.errors import BadInput, T3Error
 from t3edge.images import load_image
-from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory, read_trajectories
-
-
-def _chat_so_far(path: Path, task_id: str) -> list[Trajectory]:
-    """The earlier runs that a follow-up continues: the chat ending with run `task_id` ('last')."""
-    if not path.is_file():
-        raise T3Error(f"no runs to continue in {path}", hint="run a task first, or give --out FILE")
-    runs = list(read_trajectories(path))
-    if not runs:
-        raise T3Error(f"no runs to continue in {path}")
-    found = runs[-1] if task_id == "last" else next((r for r in reversed(runs) if r.task.id == task_id), None)
-    if found is None:
-        raise T3Error(f"no run {task_id!r} in {path}",
-                      hint="use the task id that `t3edge run` printed, or --continue last")
-    return chat_chain(runs, last=found)
+from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory
 
 
 def _show(console: Console, event: AgentEvent) -> None:
@@ -98,11 +85,12 @@ def _show(console: Console, event: AgentEvent) -> None:
               help="Working folder for files the code writes (default: a new folder under the data dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trajectory as JSON instead of the steps.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Append the trajectory to this JSONL file (default: <data dir>/runs/runs.jsonl).")
+              help="Also append the trajectory to this JSONL file (every run is kept in the chat store).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="An extra agent TOML config file.")
-@click.option("--continue", "continue_id", default=None, metavar="TASK_ID",
-              help="Ask a follow-up: continue an earlier run of the --out file (its task id, or 'last').")
+@click.option("--continue", "continue_id", default=None, metavar="CHAT",
+              help="Ask a follow-up in an earlier chat (of this command or the app): its chat id, "
+                   "the task id of one of its runs, or 'last'.")
 def run(query: str, files: tuple[str, ...], model: str | None, backend: str | None,
         adapter: str | None, max_steps: int | None, web: bool | None, approve: str | None, step_format: str | None,
         workspace: str | None, as_json: bool, out: str | None, config_file: str | None,
@@ -119,9 +107,10 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     for attachment in attachments:  # fail on a bad image before loading any model
         if attachment.is_image:
             load_image(attachment.path)
-    path = Path(out) if out else data_dir() / "runs" / "runs.jsonl"
-    history = _chat_so_far(path, continue_id) if continue_id else []
-    writer = _open_writer(path)  # before the run, so a finished run always has somewhere to go
+    store = _open_store()  # before the run, so a finished run always has somewhere to go
+    chat_id = store.find(continue_id) if continue_id else None
+    history = chat_chain(store.runs(chat_id)) if chat_id else []
+    writer = _open_writer(Path(out)) if out else None
     task_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     task = Task(id=task_id, query=query, attachments=attachments)
     console = Console(stderr=as_json, highlight=False)
@@ -166,11 +155,16 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         status.stop()
         loaded.close()
     assert trajectory is not None
-    with writer:
-        writer.write(trajectory)
+    chat_id = chat_id or store.create(_title(query), model=trajectory.model)
+    store.add_run(chat_id, trajectory)
+    store.close()
+    if writer is not None:
+        with writer:
+            writer.write(trajectory)
+    saved = f"{store.path} (chat {chat_id})" + (f" and {out}" if out else "")
     if as_json:
         click.echo(trajectory.model_dump_json(indent=2))
-        _exit_on_failure(trajectory, path)
+        _exit_on_failure(trajectory, saved)
         return
     tokens = trajectory.tokens
     console.print(
@@ -181,9 +175,25 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     if trajectory.ended not in ("final_answer", "cancelled", "backend_error"):  # those two: below
         reason = trajectory.meta.get("error", "")
         console.print(f"[yellow]no final answer ({trajectory.ended}){': ' + escape(reason) if reason else ''}[/yellow]")
-    console.print(f"trajectory saved to {escape(str(path))} (task {task_id}); "
+    console.print(f"trajectory saved to {escape(saved)}, task {task_id}; "
                   f"files in {escape(trajectory.meta.get('workspace', ''))}")
-    _exit_on_failure(trajectory, path)
+    console.print(f"[dim]follow up: t3edge run --continue {chat_id} \"...\"  (or in the app: "
+                  f"t3edge chat --session {chat_id})[/dim]")
+    _exit_on_failure(trajectory, saved)
+
+
+def _title(query: str) -> str:
+    """A chat's title: the first line of its first question, shortened."""
+    line = query.strip().splitlines()[0]
+    return line if len(line) <= 60 else line[:59] + "…"
+
+
+def _open_store() -> ChatStore:
+    try:
+        return default_store()
+    except (OSError, sqlite3.Error) as exc:
+        raise BadInput(f"cannot open the chat store {store_path()}: {exc}",
+                       hint="check that the data folder is writable, or set T3EDGE_DATA_DIR") from exc
 
 
 def _open_writer(path: Path) -> JsonlWriter:
@@ -207,7 +217,7 @@ def _first_interrupt_cancels(cancel: threading.Event) -> Callable[[int, FrameTyp
     return handler
 
 
-def _exit_on_failure(trajectory: Trajectory, path: Path) -> None:
+def _exit_on_failure(trajectory: Trajectory, path: str) -> None:
     """Exit non-zero when the run did not finish on its own: 130 when interrupted, 1 when the model
     or an input failed (the trajectory is saved either way)."""
     if trajectory.ended == "cancelled":

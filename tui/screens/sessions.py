@@ -1,4 +1,5 @@
-"""The sessions list: open, rename, delete and export saved chats."""
+"""The sessions list: open, rename, delete, export and search saved chats (those of `t3edge run`
+too: one chat store)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label
 
+from t3edge.chats import ChatStore
 from t3edge.errors import T3Error
 from tui.screens.dialogs import AskText, Confirm
-from tui.sessions import SessionStore
 
 if TYPE_CHECKING:
     from tui.app import T3App
@@ -32,13 +33,15 @@ class SessionsScreen(ModalScreen[None]):
         Binding("d", "delete", "Delete"),
         Binding("m", "export('markdown')", "Export .md"),
         Binding("j", "export('jsonl')", "Export .jsonl"),
+        Binding("slash", "search", "Search"),
     ]
 
     app: T3App
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: ChatStore) -> None:
         super().__init__(classes="dialog")
         self.store = store
+        self.matches: dict[str, str] | None = None  # chat id -> snippet, while a search is shown
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box wide"):
@@ -49,7 +52,7 @@ class SessionsScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Title", "Runs", "Model", "Last used", "Id (t3edge chat --session)")
+        table.add_columns("Title", "Runs", "Model", "Last used", "Id (t3edge chat --session)", "Match")
         self.refresh_rows()
         table.focus()
 
@@ -57,10 +60,34 @@ class SessionsScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         table.clear()
         sessions = self.store.list()
+        if self.matches is not None:
+            sessions = [s for s in sessions if s.id in self.matches]
         for info in sessions:
+            snippet = (self.matches or {}).get(info.id, "")
             table.add_row(Text(info.title), str(info.runs), Text(info.model or "?"), _when(info.updated_at),
-                          info.id, key=info.id)
-        self.query_one("#empty", Label).update("" if sessions else "No saved chats yet.")
+                          info.id, Text(snippet), key=info.id)
+        empty = "No chat matches." if self.matches is not None else "No saved chats yet."
+        self.query_one("#empty", Label).update("" if sessions else empty)
+
+    def action_search(self) -> None:
+        def searched(words: str | None) -> None:
+            if words is None:
+                return
+            if not words.strip():
+                self.matches = None
+            else:
+                try:
+                    hits = self.store.search(words)
+                except T3Error as exc:
+                    self.notify(str(exc), severity="error")
+                    return
+                self.matches = {}
+                for hit in hits:  # most recent run first: its snippet stands for the chat
+                    self.matches.setdefault(hit.chat_id, hit.snippet)
+            self.refresh_rows()
+
+        self.app.push_screen(AskText("Search the chats (words of questions, thoughts, code, observations, "
+                                     "answers; empty: all):"), searched)
 
     @property
     def selected(self) -> str | None:

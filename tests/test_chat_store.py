@@ -1,4 +1,4 @@
-"""The sessions database: full trajectories, attachments once by hash, migrations, corruption."""
+"""The chat store: full trajectories, attachments once by hash, migrations, corruption."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from t3edge.errors import T3Error
 from t3edge.trajectory import Attachment, Step, Task, Trajectory, read_trajectories
-from tui.sessions import MIGRATIONS, SCHEMA_VERSION, SessionStore, trajectory_markdown
+from t3edge.chats import MIGRATIONS, SCHEMA_VERSION, ChatStore, trajectory_markdown
 
 
 def make_traj(query: str, files: list[Path] = (), *, answer: str = "42") -> Trajectory:
@@ -26,7 +26,7 @@ def make_traj(query: str, files: list[Path] = (), *, answer: str = "42") -> Traj
 
 
 def test_runs_round_trip_with_every_step(tmp_path: Path, test_image: Path) -> None:
-    store = SessionStore(tmp_path / "s.db")
+    store = ChatStore(tmp_path / "s.db")
     sid = store.create("first", model="m")
     traj = make_traj("what is this?", [test_image])
     store.add_run(sid, traj)
@@ -40,7 +40,7 @@ def test_runs_round_trip_with_every_step(tmp_path: Path, test_image: Path) -> No
 
 
 def test_list_rename_delete(tmp_path: Path, test_image: Path) -> None:
-    store = SessionStore(tmp_path / "s.db")
+    store = ChatStore(tmp_path / "s.db")
     a = store.create("a")
     b = store.create("b")
     store.add_run(a, make_traj("q", [test_image]))
@@ -57,7 +57,7 @@ def test_list_rename_delete(tmp_path: Path, test_image: Path) -> None:
 
 
 def test_exports(tmp_path: Path, test_image: Path) -> None:
-    store = SessionStore(tmp_path / "s.db")
+    store = ChatStore(tmp_path / "s.db")
     sid = store.create("Receipts")
     trajs = [make_traj("sum the receipt", [test_image]), make_traj("second")]
     for t in trajs:
@@ -80,7 +80,7 @@ def test_markdown_fence_survives_backticks_in_output() -> None:
 def test_restore_file_after_original_is_gone(tmp_path: Path, test_image: Path) -> None:
     src = tmp_path / "photo.png"
     src.write_bytes(test_image.read_bytes())
-    store = SessionStore(tmp_path / "s.db")
+    store = ChatStore(tmp_path / "s.db")
     sid = store.create("x")
     traj = make_traj("q", [src])
     store.add_run(sid, traj)
@@ -100,17 +100,18 @@ def test_migrates_a_version_1_database(tmp_path: Path, test_image: Path) -> None
                (traj.model_dump_json(),))
     db.commit()
     db.close()
-    store = SessionStore(path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    store = ChatStore(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store.runs("s1") == [traj]
     assert store.blob_count() == 1  # the old run's attachment was stored by the migration
+    assert [h.chat_id for h in store.search("old run")] == ["s1"]  # and its text indexed for search
 
 
 def test_corrupt_database_is_set_aside_not_deleted(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     garbage = b"this is not an sqlite database" * 100
     path.write_bytes(garbage)
-    store = SessionStore(path)
+    store = ChatStore(path)
     assert store.set_aside is not None and store.set_aside.read_bytes() == garbage
     assert "corrupt" in store.set_aside.name
     sid = store.create("fresh")
@@ -123,5 +124,5 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(T3Error, match="newer"):
-        SessionStore(path)
+        ChatStore(path)
     assert path.exists()
