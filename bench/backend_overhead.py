@@ -27,7 +27,7 @@ def main() -> None:
 
     from mlx_vlm import stream_generate
 
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.backends.base import GenerationConfig, ImagePart, Message, TextPart
     from t3edge.testing import build_tiny_model, make_test_image
 

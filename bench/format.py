@@ -48,7 +48,7 @@ def preload_fast_blas() -> None:
 def load(model: str, engine: str, work: Path, adapter: str | None) -> Backend:
     """The model on `engine`: its GGUF on llama.cpp, or its `from-gguf` MLX folder."""
     from converters.from_gguf import convert_from_gguf
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.models import load_models_config, pull, resolve_model
 
     cfg = load_models_config()

@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the backend-vs-llama-cpp timing")
     args = parser.parse_args()
 
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.models import load_models_config, pull
     from t3edge.tasks import make_tasks
 

@@ -28,15 +28,21 @@ M = TypeVar("M", bound=BaseModel)
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-# Section name -> "module:Model". Imported only when the section is loaded.
-SECTIONS: dict[str, str] = {
+# The core's sections: name -> "module:Model", imported only when the section is loaded. The
+# wings (the data engine, the app) add theirs as `t3edge.config` entry points (pyproject.toml).
+CORE_SECTIONS: dict[str, str] = {
     "models": "t3edge.models:ModelsConfig",
     "agent": "t3edge.agent.config:AgentConfig",
     "eval": "t3edge.eval.config:EvalConfig",
-    "synth": "synth.config:SynthConfig",
     "train": "t3edge.train.config:TrainConfig",
-    "tui": "tui.settings:TuiConfig",
 }
+
+
+def sections() -> dict[str, str]:
+    """Every config section: the core's and those the installed wings register."""
+    from importlib.metadata import entry_points
+
+    return {**CORE_SECTIONS, **{ep.name: ep.value for ep in entry_points(group="t3edge.config")}}
 
 
 def user_config_dir() -> Path:
@@ -163,9 +169,10 @@ def unknown_keys(model: type[BaseModel], values: dict[str, Any], prefix: str = "
 
 
 def section_model(section: str) -> type[BaseModel]:
-    if section not in SECTIONS:
-        raise T3Error(f"unknown config section {section!r}", hint=f"one of: {', '.join(SECTIONS)}")
-    module, _, attr = SECTIONS[section].partition(":")
+    known = sections()
+    if section not in known:
+        raise T3Error(f"unknown config section {section!r}", hint=f"one of: {', '.join(known)}")
+    module, _, attr = known[section].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

@@ -26,11 +26,11 @@ from pydantic import BaseModel, Field
 
 from t3edge import wheel_models
 from t3edge.backends.base import GenerationConfig
+from t3edge.backends.settings import BackendKind, BackendSettings, ModelFiles
 from t3edge.config import data_dir
 from t3edge.errors import ModelNotFound, T3Error
 from t3edge.wheel_models import WheelSource
 
-BackendKind = Literal["mlx", "gguf", "openai", "replay"]
 
 
 class ModelEntry(BaseModel):
@@ -64,27 +64,16 @@ class ModelEntry(BaseModel):
         return bool(self.wheels or (self.gguf_repo and self.gguf_file))
 
 
-class BackendSettings(BaseModel):
-    context_length: int | None = Field(None, description="override the model's context size")
-    n_threads: int | None = Field(None, description="CPU threads for llama.cpp (None: all cores)")
-    n_gpu_layers: int = Field(-1, description="llama.cpp layers to offload (-1: all, where a GPU build)")
-    f32_kv_cache: bool = False
-    llama_extra_buffers: bool | None = Field(
-        None, description="llama.cpp's extra CPU buffer types (AMX, repacked weights); None: off on AMX CPUs")
-    max_image_pixels: int = Field(1024 * 28 * 28, description="cap per image (memory guard)")
-    openai_base_url: str | None = None
-    openai_api_key_env: str = "OPENAI_API_KEY"
-    openai_model: str | None = None
-    timeout_s: float = 120.0
-    max_retries: int = 4
-
-
 class ModelsConfig(BaseModel):
     default_mlx: str = "qwen2-vl-2b"
     default_gguf: str = "qwen2-vl-2b"
     backend: BackendSettings = Field(default_factory=BackendSettings)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     models: dict[str, ModelEntry] = Field(default_factory=dict)
+
+    def default_model(self, kind: BackendKind | None = None) -> str:
+        """The model to use when none is named: the default for `kind` (None: this platform's)."""
+        return self.default_mlx if (kind or default_backend_kind()) == "mlx" else self.default_gguf
 
 
 def load_models_config(overrides: dict | None = None) -> ModelsConfig:
@@ -98,15 +87,9 @@ def default_backend_kind() -> Literal["mlx", "gguf"]:
     return "mlx" if sys.platform == "darwin" and platform.machine() == "arm64" else "gguf"
 
 
-class ResolvedModel(BaseModel):
-    """What a model name turned into: the backend to use and the local files or URL."""
+class ResolvedModel(ModelFiles):
+    """What a model name turned into: the files or URL a backend loads, and the registry's part."""
 
-    spec: str
-    kind: BackendKind
-    path: str | None = None  # MLX/HF folder, GGUF file or replay file
-    mmproj: str | None = None
-    url: str | None = None
-    remote_model: str | None = None
     entry: ModelEntry | None = None
     adapter: str | None = None  # the registry entry's converted LoRA (MLX folder or GGUF file)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,12 @@ StepKind = Literal[
 EndReason = Literal[
     "final_answer", "step_limit", "error_limit", "loop", "cancelled", "backend_error", "context_full"
 ]
+
+
+def safe_name(text: str, fallback: str = "task") -> str:
+    """`text` as a file or folder name: runs of other characters than letters, digits, `_.-`
+    become `_` (how a task id names its working folder)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or fallback
 
 
 def file_kind(path: str | Path) -> str:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from t3edge.agent import Agent, AgentConfig
 from t3edge.agent.events import RunFinished, StepStarted
-from t3edge.backends import load_backend
+from t3edge.loading import load_backend
 from t3edge.backends.base import GenerationConfig
 from t3edge.cli import cli
 from t3edge.protocol import format_step

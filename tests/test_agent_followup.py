@@ -140,7 +140,7 @@ def test_a_followup_that_would_not_fit_the_context_is_refused_before_any_call(tm
 def test_followup_reuses_the_kv_prefix_on_the_tiny_mlx_model(tiny_qwen2_vl: Path, test_image: Path,
                                                              tmp_path: Path) -> None:
     pytest.importorskip("mlx_vlm")
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
 
     backend = load_backend(str(tiny_qwen2_vl))
     backend.context_length = 16384  # the tiny model declares 4096, less than a whole chat; RoPE has no limit

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from t3edge.backends import load_backend
+from t3edge.loading import load_backend
 from t3edge.backends.base import Completion, GenerationConfig, Message, TextDelta
 from t3edge.backends.replay import ReplayBackend, read_script
 from t3edge.errors import BackendError, T3Error

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from t3edge.backends import load_backend
+from t3edge.loading import load_backend
 from t3edge.backends.base import Completion, GenerationConfig, ImagePart, Message, TextDelta, TextPart
 from t3edge.errors import BackendError, BadInput
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from t3edge.backends import load_backend
+from t3edge.loading import load_backend
 from t3edge.backends.base import GenerationConfig, ImagePart, Message, TextPart
 from t3edge.errors import BackendError
 from t3edge.models import BackendSettings, ModelsConfig

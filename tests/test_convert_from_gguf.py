@@ -58,7 +58,7 @@ def gemma3_mlx(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="module")
 def text_backend(smollm2_mlx: Path):
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
 
     return load_backend(str(smollm2_mlx))
 
@@ -263,7 +263,7 @@ def test_the_text_backend_refuses_images(text_backend, test_image: Path) -> None
 
 @pytest.mark.real
 def test_a_folder_without_a_chat_template_gets_its_familys(smollm2_mlx: Path, tmp_path: Path) -> None:
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
 
     folder = tmp_path / "base"
     folder.mkdir()
@@ -281,7 +281,7 @@ def test_a_folder_without_a_chat_template_gets_its_familys(smollm2_mlx: Path, tm
 def test_the_text_backend_loads_an_mlx_lm_adapter(smollm2_mlx: Path, text_backend, tmp_path: Path) -> None:  # noqa: ANN001
     from safetensors.numpy import save_file
 
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
 
     rng = np.random.default_rng(0)
     weights = {}

@@ -122,7 +122,7 @@ def test_closing_a_stream_early_leaves_the_backend_usable(backend, test_image: P
 
 
 def test_load_backend_finds_the_mmproj(gguf_pair, test_image: Path) -> None:  # noqa: ANN001
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
 
     b = load_backend(str(gguf_pair.model))
     try:

@@ -131,7 +131,7 @@ def test_an_image_goes_to_a_text_only_model_by_path(smollm2_gguf: Path, small_ru
 
 
 def test_visualizer_on_a_text_only_model_is_an_error_the_model_reads(smollm2_gguf: Path, tmp_path: Path) -> None:
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.tools import ToolContext, ToolError, default_tools
 
     image = tmp_path / "cat.png"

@@ -192,7 +192,7 @@ def _say_hi() -> list[Message]:
 
 def test_llama_backend_runs_with_the_gguf_lora(pulled: dict[str, str], world: dict[str, Any]) -> None:
     pytest.importorskip("llama_cpp")
-    from t3edge.backends import backend_for, load_backend
+    from t3edge.loading import backend_for, load_backend
     from t3edge.models import load_models_config, resolve_model
 
     cfg = load_models_config({"backend.n_threads": 2})
@@ -215,7 +215,7 @@ def test_llama_backend_runs_with_the_gguf_lora(pulled: dict[str, str], world: di
 
 def test_mlx_backend_runs_with_the_mlx_adapter(pulled: dict[str, str], world: dict[str, Any]) -> None:
     pytest.importorskip("mlx_vlm")
-    from t3edge.backends import backend_for, load_backend
+    from t3edge.loading import backend_for, load_backend
     from t3edge.models import load_models_config, resolve_model
 
     tuned = load_backend(NAME, backend="mlx")
@@ -239,7 +239,7 @@ def test_mlx_backend_runs_with_the_mlx_adapter(pulled: dict[str, str], world: di
 def test_an_explicit_adapter_wins_even_when_none_is_converted(pulled: dict[str, str], world: dict[str, Any],
                                                               fresh_data: Path, tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.models import load_models_config
 
     mine = tmp_path / "mine.gguf"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from t3edge.agent import Agent, AgentConfig, load_agent_config
 from t3edge.agent.events import Notice, RunFinished
 from t3edge.agent.prompt import _examples
-from t3edge.backends import load_backend
+from t3edge.loading import load_backend
 from t3edge.backends.base import GenerationConfig, Message
 from t3edge.backends.constrain import Vocabulary, llama_vocabulary
 from t3edge.errors import BackendError, T3Error

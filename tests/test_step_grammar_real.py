@@ -9,7 +9,7 @@ import pytest
 from llama_servers import llama_server
 
 from t3edge.agent import Agent, load_agent_config
-from t3edge.backends import load_backend
+from t3edge.loading import load_backend
 from t3edge.backends.base import Backend, GenerationConfig, Message
 from t3edge.protocol import END_ACTION, task_message
 from t3edge.step_grammar import is_step

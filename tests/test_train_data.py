@@ -107,7 +107,7 @@ def test_masks_every_assistant_turn_token_by_token(tiny_model: Path, test_image:
 def test_ids_match_the_processor_and_the_inference_prompt(tiny_model: Path, test_image: Path,
                                                           loaded) -> None:
     """Training tokens equal what the processor makes of the prompt the MLX backend renders."""
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
 
     _, processor, _ = loaded(tiny_model)
     enc = encoder_for(loaded(tiny_model))

@@ -73,7 +73,7 @@ def test_training_drives_the_loss_down(learned) -> None:
 def test_adapter_loads_in_the_backend_and_changes_its_output(learned, tiny_qwen2_vl: Path) -> None:
     from test_train_data import SYSTEM
 
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.backends.base import GenerationConfig
     from t3edge.conversation import first_messages
     from t3edge.protocol import STOP_STRINGS

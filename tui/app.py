@@ -18,7 +18,7 @@ from textual.widget import Widget
 
 from t3edge.backends import Backend
 from t3edge.errors import T3Error
-from t3edge.models import BackendKind, default_backend_kind, load_models_config
+from t3edge.models import BackendKind, load_models_config
 from t3edge.trajectory import Attachment, Trajectory
 from tui.runner import ModelFailed, ModelLoaded, load_model
 from tui.screens.chat import ChatScreen, ending_notice
@@ -53,15 +53,10 @@ class T3App(App[None]):
         self.store = store or open_store()
         self.backend_kind = backend_kind
         self.adapter = adapter
-        self.model_spec = model or self.config.model or self.state.last_model or self._registry_default(backend_kind)
+        self.model_spec = model or self.config.model or self.state.last_model or load_models_config().default_model(backend_kind)
         self.backend: Backend | None = backend
         self.model_problem: str | None = None
         self.session_id = session_id
-
-    @staticmethod
-    def _registry_default(kind: BackendKind | None) -> str:
-        cfg = load_models_config()
-        return cfg.default_mlx if (kind or default_backend_kind()) == "mlx" else cfg.default_gguf
 
     # -- start -----------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from t3edge.backends import Backend, load_backend
+from t3edge.backends import Backend
+from t3edge.loading import load_backend
 from t3edge.errors import T3Error
 from t3edge.models import BackendKind
 from t3edge.trajectory import Task, Trajectory

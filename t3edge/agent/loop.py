@@ -9,7 +9,6 @@ limit; at the step limit the model is asked once more for a final answer.
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 import time
@@ -61,7 +60,7 @@ from t3edge.protocol import (
     with_final_answer_request,
 )
 from t3edge.tools import ToolContext, ToolSet, default_tools
-from t3edge.trajectory import Step, Task, Trajectory
+from t3edge.trajectory import Step, Task, Trajectory, safe_name
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -109,7 +108,7 @@ class Agent:
         if self.workspace is not None:
             return self.workspace
         root = self.config.workspace or data_dir() / "workspaces"
-        return Path(root) / (re.sub(r"[^A-Za-z0-9_.-]+", "_", task.id).strip("._") or "task")
+        return Path(root) / safe_name(task.id)
 
     def prompt_style(self) -> str:
         """`full` or `compact`: the setting, or for `auto` compact below the configured context."""

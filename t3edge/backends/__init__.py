@@ -1,62 +1,9 @@
-"""Backends: one interface (`base.Backend`), one entry point (`load_backend`)."""
+"""Backends: one interface (`base.Backend`); `t3edge.loading.load_backend` loads one by model name."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, ImagePart, Message, TextDelta, TextPart, Usage,
 )
 
-if TYPE_CHECKING:
-    from t3edge.models import BackendKind, ModelsConfig, ResolvedModel
-
-__all__ = [
-    "Backend", "Completion", "GenerationConfig", "ImagePart", "Message", "TextDelta", "TextPart",
-    "Usage", "load_backend",
-]
-
-
-def load_backend(spec: str, *, backend: BackendKind | None = None, adapter: str | None = None,
-                 config: ModelsConfig | None = None) -> Backend:
-    """Load the backend for a model name, local path, GGUF file, URL or `replay:FILE`.
-
-    `backend` forces MLX or GGUF for a registry name; `adapter` is a LoRA adapter
-    (MLX folder for MLX, GGUF LoRA for llama.cpp). Without one, a registry entry that names an
-    adapter (`adapter_repo`) runs with the adapter `t3edge models pull` converted for its backend.
-    """
-    from t3edge.models import load_models_config, resolve_model
-
-    cfg = config or load_models_config()
-    resolved = resolve_model(spec, cfg, backend, with_adapter=adapter is None)
-    return backend_for(resolved, cfg, adapter=adapter if adapter is not None else resolved.adapter)
-
-
-def backend_for(resolved: ResolvedModel, cfg: ModelsConfig, *, adapter: str | None = None) -> Backend:
-    """The loaded backend, carrying the registry entry's sampling settings (`generation_overrides`)."""
-    backend = _load(resolved, cfg, adapter)
-    if resolved.entry is not None:
-        backend.generation_overrides = dict(resolved.entry.generation)
-    return backend
-
-
-def _load(resolved: ResolvedModel, cfg: ModelsConfig, adapter: str | None) -> Backend:
-    if resolved.kind == "mlx":
-        from t3edge.backends.mlx_text import MLXTextBackend, is_text_only
-
-        if resolved.path and is_text_only(resolved.path):  # no vision part: mlx-lm runs it
-            return MLXTextBackend(resolved, cfg.backend, adapter=adapter)
-        from t3edge.backends.mlx import MLXBackend
-
-        return MLXBackend(resolved, cfg.backend, adapter=adapter)
-    if resolved.kind == "gguf":
-        from t3edge.backends.llama import LlamaBackend
-
-        return LlamaBackend(resolved, cfg.backend, adapter=adapter)
-    if resolved.kind == "openai":
-        from t3edge.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(resolved, cfg.backend)
-    from t3edge.backends.replay import ReplayBackend
-
-    return ReplayBackend(resolved)
+__all__ = ["Backend", "Completion", "GenerationConfig", "ImagePart", "Message", "TextDelta", "TextPart", "Usage"]

@@ -41,7 +41,7 @@ from t3edge.chat_templates import fallback_template
 from t3edge.errors import BackendError, ContextFull, T3Error
 from t3edge.gguf_check import GGUFInfo, check_gguf, check_lora_fits
 from t3edge.images import ImagePolicy
-from t3edge.models import BackendSettings, ResolvedModel
+from t3edge.backends.settings import BackendSettings, ModelFiles
 
 DEFAULT_CONTEXT = 8192
 N_BATCH = 512
@@ -68,7 +68,7 @@ class _Prompt:
 class LlamaBackend(Backend):
     name = "llama"
 
-    def __init__(self, resolved: ResolvedModel, settings: BackendSettings,
+    def __init__(self, resolved: ModelFiles, settings: BackendSettings,
                  adapter: str | None = None) -> None:
         if not resolved.path:
             raise BackendError(f"{resolved.spec}: no GGUF file to load")

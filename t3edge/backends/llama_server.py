@@ -7,11 +7,11 @@ from __future__ import annotations
 import runpy
 
 from t3edge.backends.llama import extra_buffer_types
-from t3edge.models import load_models_config
+from t3edge.backends.settings import configured_settings
 
 
 def main() -> None:
-    with extra_buffer_types(load_models_config().backend.llama_extra_buffers):
+    with extra_buffer_types(configured_settings().llama_extra_buffers):
         runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 

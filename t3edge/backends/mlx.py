@@ -24,7 +24,7 @@ from t3edge.backends.base import (
 from t3edge.backends.constrain import Vocabulary, hf_vocabulary
 from t3edge.errors import BackendError, ContextFull
 from t3edge.images import ImagePolicy
-from t3edge.models import BackendSettings, ResolvedModel
+from t3edge.backends.settings import BackendSettings, ModelFiles
 
 
 def hf_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -172,7 +172,7 @@ class MLXCommon(Backend):
 class MLXBackend(MLXCommon):
     name = "mlx"
 
-    def __init__(self, resolved: ResolvedModel, settings: BackendSettings, *,
+    def __init__(self, resolved: ModelFiles, settings: BackendSettings, *,
                  adapter: str | None = None) -> None:
         from mlx_vlm import load
         from mlx_vlm.generate import PromptCacheState

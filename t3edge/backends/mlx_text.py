@@ -20,7 +20,7 @@ from typing import Any
 from t3edge.backends.base import GenerationConfig, Message, StreamItem, Usage
 from t3edge.backends.mlx import MLXCommon, Step, load_folder
 from t3edge.errors import BackendError
-from t3edge.models import BackendSettings, ResolvedModel
+from t3edge.backends.settings import BackendSettings, ModelFiles
 
 REPEAT_WINDOW = 64  # tokens the repetition penalty looks back on, as in the llama.cpp backend
 
@@ -37,7 +37,7 @@ def is_text_only(folder: str | Path) -> bool:
 class MLXTextBackend(MLXCommon):
     name = "mlx"
 
-    def __init__(self, resolved: ResolvedModel, settings: BackendSettings, *,
+    def __init__(self, resolved: ModelFiles, settings: BackendSettings, *,
                  adapter: str | None = None) -> None:
         from mlx_lm import load
 

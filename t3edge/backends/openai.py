@@ -27,7 +27,7 @@ from t3edge.backends.base import (
     Usage,
 )
 from t3edge.errors import BackendError
-from t3edge.models import BackendSettings, ResolvedModel
+from t3edge.backends.settings import BackendSettings, ModelFiles
 from t3edge.step_grammar import GBNF_GRAMMARS
 
 RETRY_BASE_S = 0.5
@@ -50,7 +50,7 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
 class OpenAIBackend(Backend):
     name = "openai"
 
-    def __init__(self, resolved: ResolvedModel, settings: BackendSettings) -> None:
+    def __init__(self, resolved: ModelFiles, settings: BackendSettings) -> None:
         from openai import OpenAI
 
         assert resolved.url is not None

@@ -16,7 +16,7 @@ from t3edge.backends.base import (
     Backend, Completion, GenerationConfig, Message, StopScanner, StreamItem, TextDelta, Usage,
 )
 from t3edge.errors import BackendError, T3Error
-from t3edge.models import ResolvedModel
+from t3edge.backends.settings import ModelFiles
 
 SEPARATOR = "---"
 
@@ -60,8 +60,8 @@ class ReplayBackend(Backend):
 
     name = "replay"
 
-    def __init__(self, source: ResolvedModel | Sequence[str], *, delay_s: float = 0.0) -> None:
-        if isinstance(source, ResolvedModel):
+    def __init__(self, source: ModelFiles | Sequence[str], *, delay_s: float = 0.0) -> None:
+        if isinstance(source, ModelFiles):
             assert source.path is not None
             outputs, model_id = read_script(source.path), source.spec
         else:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from t3edge.config import SECTIONS, SHIPPED_DIR, effective, user_config_dir
+from t3edge.config import SHIPPED_DIR, effective, sections, user_config_dir
 
 
 @click.group()
@@ -18,13 +18,13 @@ def config() -> None:
 
 
 @config.command("show")
-@click.argument("section", required=False, type=click.Choice(list(SECTIONS)))
+@click.argument("section", required=False, type=click.Choice(list(sections())))
 @click.option("--config", "file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="An extra TOML file layered over the defaults (as commands accept).")
 def show(section: str | None, file: str | None) -> None:
     """Print every effective value of SECTION (default: all) with its source."""
     console = Console()
-    for name in [section] if section else list(SECTIONS):
+    for name in [section] if section else list(sections()):
         table = Table(title=escape(f"[{name}]"), title_justify="left")
         table.add_column("key")
         table.add_column("value", overflow="fold")

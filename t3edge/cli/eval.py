@@ -81,14 +81,12 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
     from t3edge.eval.config import load_eval_config
     from t3edge.eval.jobs import prepare_run, run_job
     from t3edge.eval.records import Shard
-    from t3edge.models import default_backend_kind, load_models_config
+    from t3edge.models import load_models_config
 
     console = _console()
     cfg = load_eval_config({"max_steps": max_steps, **(extra or {})}, file=config_file)
     shard_spec = Shard.parse(shard) if shard else None
-    if model is None:
-        models_cfg = load_models_config()
-        model = models_cfg.default_mlx if (backend or default_backend_kind()) == "mlx" else models_cfg.default_gguf
+    model = model or load_models_config().default_model(backend)  # type: ignore[arg-type]
     run = prepare_run(benchmark, model, cfg, data=data, backend=backend, adapter=adapter,  # type: ignore[arg-type]
                       limit=limit, out=out, token=token,
                       agent_overrides={"format": step_format} if step_format else None)

@@ -26,8 +26,8 @@ def generate(prompt: str, model: str | None, images: tuple[str, ...], backend: s
              adapter: str | None, system: str | None, max_tokens: int | None,
              temperature: float | None, top_p: float | None, seed: int | None) -> None:
     """Answer PROMPT about the given images, streaming tokens, then print token counts."""
-    from t3edge.backends import load_backend
-    from t3edge.models import default_backend_kind, load_models_config
+    from t3edge.loading import load_backend
+    from t3edge.models import load_models_config
 
     for path in images:  # fail on a bad image before loading any model
         load_image(path)
@@ -35,8 +35,7 @@ def generate(prompt: str, model: str | None, images: tuple[str, ...], backend: s
         "generation.max_tokens": max_tokens, "generation.temperature": temperature,
         "generation.top_p": top_p, "generation.seed": seed,
     })
-    kind = backend or default_backend_kind()
-    spec = model or (cfg.default_mlx if kind == "mlx" else cfg.default_gguf)
+    spec = model or cfg.default_model(backend)  # type: ignore[arg-type]
     from t3edge.blas import fast_blas_for
 
     fast_blas_for(spec, backend)  # type: ignore[arg-type]

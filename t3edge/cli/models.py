@@ -26,7 +26,7 @@ def models() -> None:
 def list_models() -> None:
     """Show the known models and which builds are already downloaded."""
     cfg = load_models_config()
-    default = cfg.default_mlx if default_backend_kind() == "mlx" else cfg.default_gguf
+    default = cfg.default_model()
     table = Table(title=f"models (default here: {default}, {default_backend_kind()})")
     table.add_column("name", no_wrap=True, min_width=max((len(n) + 2 for n in cfg.models), default=4))
     for col in ("params", "family", "context", "mlx", "gguf"):

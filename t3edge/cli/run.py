@@ -96,8 +96,8 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         workspace: str | None, as_json: bool, out: str | None, config_file: str | None,
         continue_id: str | None) -> None:
     """Run the agent on QUERY with the attached files, streaming each step."""
-    from t3edge.backends import load_backend
-    from t3edge.models import default_backend_kind, load_models_config
+    from t3edge.loading import load_backend
+    from t3edge.models import load_models_config
 
     if not query.strip():
         raise BadInput("the task is empty", hint='say what to do: t3edge run "What is the total?" --file receipt.jpg')
@@ -114,10 +114,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     task_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     task = Task(id=task_id, query=query, attachments=attachments)
     console = Console(stderr=as_json, highlight=False)
-    if model is None:
-        models_cfg = load_models_config()
-        kind = backend or default_backend_kind()
-        model = models_cfg.default_mlx if kind == "mlx" else models_cfg.default_gguf
+    model = model or load_models_config().default_model(backend)  # type: ignore[arg-type]
     fast_blas_for(model, backend)  # type: ignore[arg-type]
     with console.status(f"loading {escape(model)}...", spinner="dots"):
         loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from t3edge.eval.gta_tools import gta_tools, own_tool_calls, recorded
 from t3edge.eval.items import ToolCall
 from t3edge.eval.runner import Item, Solved, Solver
 from t3edge.eval.tasks import TaskItem
-from t3edge.trajectory import Task, Trajectory
+from t3edge.trajectory import Task, Trajectory, safe_name
 
 
 def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces: Path, *,
@@ -52,7 +51,7 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
 
     def solve(item: Item) -> Solved:
         task = item.task()
-        workspace = workspaces / (re.sub(r"[^A-Za-z0-9_.-]+", "_", item.id).strip("._") or "item")
+        workspace = workspaces / safe_name(item.id, "item")
         if workspace.exists():  # left by an interrupted attempt: start clean, as a first attempt does
             shutil.rmtree(workspace)
         if isinstance(item, GTAItem) and gta_names:

@@ -105,7 +105,7 @@ def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path
     """Resolve the data, load the suite and make the agent solver for `model` (+ `adapter`);
     `agent_overrides` are `agent` settings for this run (e.g. `generation.max_tokens`)."""
     from t3edge.agent import load_agent_config
-    from t3edge.backends import load_backend
+    from t3edge.loading import load_backend
     from t3edge.eval.agent_solver import agent_solver
     from t3edge.models import load_models_config, resolve_model
 

@@ -10,7 +10,6 @@ length and vision (default SmolLM2-135M: 8192 tokens, text-only, so the compact 
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from t3edge.agent.config import AgentConfig
 from t3edge.tasks.checkers import check
 from t3edge.tasks.generate import reference_outputs
 from t3edge.tasks.schema import TaskRecord
-from t3edge.trajectory import JsonlWriter, Trajectory, Verdict, iter_jsonl
+from t3edge.trajectory import JsonlWriter, Trajectory, Verdict, iter_jsonl, safe_name
 
 STUDENT_CONTEXT = 8192  # SmolLM2-135M-Instruct
 DROPPED = "dropped.jsonl"
@@ -127,7 +126,7 @@ def teach(records: Sequence[TaskRecord], folder: str | Path, out_jsonl: str | Pa
             if record.id in done:
                 report.skipped += 1
             else:
-                workspace = root / (re.sub(r"[^A-Za-z0-9_.-]+", "_", record.id).strip("._") or "task")
+                workspace = root / safe_name(record.id)
                 try:
                     trajectory = teach_one(record, folder, workspace, config,
                                            context_length=context_length, vision=vision)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from t3edge.errors import T3Error
+from t3edge.trajectory import safe_name
 
 if typing.TYPE_CHECKING:
     from t3edge.backends.base import Backend, GenerationConfig
@@ -72,7 +73,7 @@ class ToolContext:
 
     def output_path(self, stem: str, suffix: str) -> Path:
         """A new file name in the workspace (`stem.suffix`, numbered if taken); recorded as produced."""
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "output"
+        stem = safe_name(stem, "output")
         out = self.workspace / f"{stem}{suffix}"
         n = 1
         while out.exists():
