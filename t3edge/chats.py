@@ -2,7 +2,7 @@
 the terminal app, each run's full Trajectory, attachments stored once by content hash.
 
 A session is an ordered list of agent runs (one per message sent), each continuing the runs before
-it (`Trajectory.meta["continues"]`; `t3edge.conversation.chat_chain` gives a run's chat). The
+it (`Trajectory.continues`; `t3edge.conversation.chat_chain` gives a run's chat). The
 database carries a schema version (`PRAGMA user_version`) and is migrated forward on open. A
 database that cannot be read is renamed aside (never deleted) and a fresh one is started;
 `ChatStore.set_aside` says where it went.

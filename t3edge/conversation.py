@@ -4,7 +4,7 @@ Built by the agent step by step at inference and rebuilt from trajectories for t
 same functions, so the two cannot drift. Images go only in the user message of the task that
 attached them, before its text; the conversation only ever grows, so backends can reuse their KV
 prefix. A chat is a chain of runs: each follow-up run continues the whole conversation of the
-runs before it (recorded in `Trajectory.meta["continues"]`) with a new `Task: ...` turn.
+runs before it (recorded in `Trajectory.continues`) with a new `Task: ...` turn.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from t3edge.backends.base import ImagePart, Message, Part, TextPart
 from t3edge.errors import T3Error
 from t3edge.protocol import task_message
 from t3edge.trajectory import Step, Trajectory
-
-CONTINUES = "continues"  # Trajectory.meta key: the task ids of the earlier runs a follow-up continues
 
 
 def first_messages(system_prompt: str, task_text: str, images: Sequence[str] = ()) -> list[Message]:
@@ -89,7 +87,7 @@ def check_chain(chain: Sequence[Trajectory]) -> None:
     """Raise T3Error unless each run of `chain` continues exactly the runs before it."""
     ids = [traj.task.id for traj in chain]
     for i, traj in enumerate(chain):
-        continues = list(traj.meta.get(CONTINUES) or [])
+        continues = list(traj.continues)
         if continues != ids[:i]:
             raise T3Error(
                 f"run {traj.task.id!r} continues {continues or 'nothing'}, not {ids[:i] or 'nothing'}",
@@ -105,7 +103,7 @@ def chat_chain(runs: Sequence[Trajectory], last: Trajectory | None = None) -> li
             return []
         last = runs[-1]
     by_id = {traj.task.id: traj for traj in runs}
-    earlier = list(last.meta.get(CONTINUES) or [])
+    earlier = list(last.continues)
     missing = [tid for tid in earlier if tid not in by_id]
     if missing:
         raise T3Error(f"run {last.task.id!r} continues runs that are not here: {', '.join(missing)}")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from t3edge.errors import BadInput, T3Error
 from t3edge.protocol import parse_feedback, parse_model_output, task_message
@@ -126,6 +126,18 @@ class Verdict(BaseModel):
     raw: Any = None
 
 
+class SandboxReport(BaseModel):
+    """What confinement the run's sandbox got (Linux)."""
+
+    landlock_abi: int = 0
+    seccomp: bool = False
+    capabilities_dropped: bool = False
+    limits_refused: list[str] = Field(default_factory=list)
+
+
+RUN_FACTS = ("workspace", "continues", "error", "sandbox")  # typed fields that older records kept in `meta`
+
+
 class Trajectory(BaseModel):
     schema_version: int = SCHEMA_VERSION
     task: Task
@@ -144,7 +156,25 @@ class Trajectory(BaseModel):
     verdicts: dict[str, Verdict] = Field(default_factory=dict)
     started_at: float | None = None
     seconds: float = 0.0
-    meta: dict[str, Any] = Field(default_factory=dict)
+    workspace: str | None = Field(None, description="the run's working folder (a follow-up's is its chat's)")
+    continues: list[str] = Field(default_factory=list, description="task ids of the earlier runs of the "
+                                                                   "chat this run continues, in order")
+    error: str | None = Field(None, description="why the run ended early (backend error, context, loop)")
+    sandbox: SandboxReport | None = None
+    meta: dict[str, Any] = Field(default_factory=dict, description="anything else (e.g. MM-Traj fields)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _facts_from_meta(cls, data: Any) -> Any:
+        """Records written before the run facts were fields kept them in `meta`."""
+        if isinstance(data, dict) and isinstance(data.get("meta"), dict) and any(k in data["meta"] for k in RUN_FACTS):
+            data = dict(data)
+            meta = dict(data["meta"])
+            for key in RUN_FACTS:
+                if key in meta:
+                    data.setdefault(key, meta.pop(key))
+            data["meta"] = meta
+        return data
 
     @property
     def tokens(self) -> dict[str, int]:

@@ -49,7 +49,7 @@ def test_followup_extends_the_first_conversation_with_the_new_task(tmp_path: Pat
     first = agent.run_to_end(Task(id="chat-1", query="How many boxes?",
                                   attachments=[Attachment.from_path(first_img)]))
     assert first.ended == "final_answer" and first.final_answer == 3
-    assert "continues" not in first.meta
+    assert not first.continues
     last_call_of_first = backend.seen[-1]
 
     task = Task(id="chat-2", query="and how many of them are red?",
@@ -59,11 +59,11 @@ def test_followup_extends_the_first_conversation_with_the_new_task(tmp_path: Pat
     second = events[-1].trajectory
     assert sum(isinstance(e, StepStarted) for e in events) == len(second.steps) == 2
     assert second.ended == "final_answer" and second.final_answer == 2
-    assert second.meta["continues"] == ["chat-1"]
+    assert second.continues == ["chat-1"]
     assert second.system_prompt == first.system_prompt
     assert second.task_message == f"Task: and how many of them are red?\nAttachment: {second_img}"
     # the follow-up works in the chat's folder: the earlier note and attachment are still there
-    assert second.meta["workspace"] == first.meta["workspace"]
+    assert second.workspace == first.workspace
     assert second.steps[0].error is None and "red: 2" in (second.steps[0].observation or "")
 
     # the follow-up's first call is the whole first conversation, its answer, then the new task
@@ -95,7 +95,7 @@ def test_a_run_that_stopped_without_an_answer_is_continued_in_the_same_turn(tmp_
     assert merged.role == "user" and merged.text == f"{failed.steps[-1].feedback}\n\nTask: Try again."
     assert [m.role for m in backend.seen[1]] == ["system", "user", "assistant", "user"]
     third = agent.run_to_end(Task(id="c", query="And once more."), history=[failed, second])
-    assert third.meta["continues"] == ["a", "b"]
+    assert third.continues == ["a", "b"]
     assert backend.seen[2][: len(backend.seen[1])] == backend.seen[1]
     assert chat_messages([failed, second, third]) == [*backend.seen[2], Message("assistant", ANSWER_3)]
     # a saved session's runs give back each chat's chain
@@ -153,7 +153,7 @@ def test_followup_reuses_the_kv_prefix_on_the_tiny_mlx_model(tiny_qwen2_vl: Path
         second = agent.run_to_end(Task(id="m2", query="And its colours?"), history=[first])
     finally:
         backend.close()
-    assert first.steps and second.steps and second.meta["continues"] == ["m1"], second.meta.get("error")
+    assert first.steps and second.steps and second.continues == ["m1"], second.error
     call = second.steps[0]
     assert call.tokens_in > first.steps[-1].tokens_in  # the whole first conversation, image included
     assert call.tokens_cached > 64  # the system prompt and the 64 image tokens were not prefilled again

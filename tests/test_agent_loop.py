@@ -171,7 +171,7 @@ def test_image_producing_tool_reports_the_new_file(tmp_path: Path, photo: Path) 
 
 def test_backend_failure_ends_the_run_cleanly(tmp_path: Path) -> None:
     _, traj, _ = _run([format_step("One.", "print(1)")], tmp_path)
-    assert traj.ended == "backend_error" and "exhausted" in traj.meta["error"]
+    assert traj.ended == "backend_error" and "exhausted" in traj.error
 
 
 def test_cancel_during_generation_closes_the_stream(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_an_unexpected_backend_failure_still_ends_with_a_trajectory(tmp_path: Pa
     events = list(agent.run(Task(id="t", query="q")))
     traj = events[-1].trajectory
     assert isinstance(events[-1], RunFinished)
-    assert traj.ended == "backend_error" and traj.meta["error"] == "RuntimeError: device lost"
+    assert traj.ended == "backend_error" and traj.error == "RuntimeError: device lost"
 
 
 def test_a_conversation_that_outgrows_the_context_ends_cleanly(tmp_path: Path) -> None:
@@ -225,4 +225,4 @@ def test_a_conversation_that_outgrows_the_context_ends_cleanly(tmp_path: Path) -
     agent = Agent(backend, config=AgentConfig(generation={"max_tokens": 256}), workspace=tmp_path / "ws")
     traj = agent.run_to_end(Task(id="t", query="q"))
     assert traj.ended == "context_full" and len(traj.steps) == 1 and backend.calls == 1
-    assert "context of 900" in traj.meta["error"]
+    assert "context of 900" in traj.error

@@ -48,7 +48,7 @@ def test_a_run_that_keeps_repeating_ends_as_loop(tmp_path: Path) -> None:
     agent, _ = _agent([SUM, SUM, SUM_AGAIN, DONE], tmp_path, max_repeats=2)
     traj = agent.run_to_end(Task(id="t", query="2+3?"))
     assert traj.ended == "loop" and len(traj.steps) == 3
-    assert "loop" in traj.meta["error"]
+    assert "loop" in traj.error
 
 
 def test_a_text_only_model_gets_images_as_paths(tmp_path: Path) -> None:

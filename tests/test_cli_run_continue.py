@@ -42,12 +42,12 @@ def test_follow_ups_continue_the_chat_in_its_workspace(tmp_path: Path, data: Pat
     store = ChatStore(data / "chats.db")
     (chat,) = store.list()
     a, b = store.runs(chat.id)
-    assert chat.title == "How many cats?" and b.meta["continues"] == [a.task.id]
-    assert b.meta["workspace"] == a.meta["workspace"] and b.system_prompt == a.system_prompt
+    assert chat.title == "How many cats?" and b.continues == [a.task.id]
+    assert b.workspace == a.workspace and b.system_prompt == a.system_prompt
     assert [t.task.id for t in read_trajectories(tmp_path / "runs.jsonl")] == [b.task.id]  # --out: a copy
     third = t3("run", "And blue?", "--model", "replay:script.txt", "--continue", a.task.id, cwd=tmp_path)
     assert third.returncode == 0, third.stderr
-    assert store.runs(chat.id)[-1].meta["continues"] == [a.task.id, b.task.id]
+    assert store.runs(chat.id)[-1].continues == [a.task.id, b.task.id]
 
 
 def test_continuing_an_unknown_chat_is_one_clear_line(tmp_path: Path, data: Path) -> None:
@@ -72,7 +72,7 @@ async def test_the_app_continues_a_chat_of_the_command_line(tmp_path: Path, data
         await send(pilot, "And how many are red?")
         await wait_for(pilot, lambda: len(store.runs(chat.id)) == 2)
     first, second = ChatStore(data / "chats.db").runs(chat.id)  # the app closed its connection
-    assert second.meta["continues"] == [first.task.id] and second.task.query == "And how many are red?"
+    assert second.continues == [first.task.id] and second.task.query == "And how many are red?"
 
 
 @pilot_test
@@ -87,7 +87,7 @@ async def test_the_command_line_continues_a_chat_of_the_app(tmp_path: Path, data
     follow = t3("run", "And red ones?", "--model", "replay:script.txt", "--continue", chat_id, cwd=tmp_path)
     assert follow.returncode == 0, follow.stderr
     first, second = ChatStore(data / "chats.db").runs(chat_id)
-    assert second.meta["continues"] == [first.task.id]
+    assert second.continues == [first.task.id]
 
 
 def test_logs_list_show_search_and_export_round_trip(tmp_path: Path, data: Path) -> None:

@@ -88,7 +88,7 @@ def _run_json(*args: str) -> Trajectory:
 def test_run_with_a_csv_on_each_real_model(real_gguf: Path, small_runs: Path, groceries: Path) -> None:
     traj = _run_json("What is the total cost of the groceries (price times quantity, summed)?",
                      "--file", str(groceries), "--model", str(real_gguf), "--config", str(small_runs))
-    assert traj.ended in ("final_answer", "step_limit", "error_limit", "loop"), traj.meta
+    assert traj.ended in ("final_answer", "step_limit", "error_limit", "loop"), traj.error
     assert traj.steps and all(s.raw_output for s in traj.steps)
     assert traj.steps[0].tokens_in > 300 and traj.steps[0].tokens_out > 0
     assert len(traj.steps) < 2 or traj.steps[1].tokens_cached > 0  # the KV prefix is reused
@@ -104,7 +104,7 @@ def test_run_without_files_on_smollm2(smollm2_gguf: Path, small_runs: Path) -> N
 def test_run_without_files_on_gemma3(gemma3_gguf: Path, small_runs: Path) -> None:
     traj = _run_json("What is 17 times 3?", "--model", str(gemma3_gguf), "--config", str(small_runs))
     assert traj.backend == "llama" and traj.steps and traj.steps[0].tokens_out > 0
-    assert traj.ended != "backend_error", traj.meta
+    assert traj.ended != "backend_error", traj.error
 
 
 def test_run_on_the_mlx_folder_converted_from_the_gguf(smollm2_gguf: Path, small_runs: Path,
@@ -115,7 +115,7 @@ def test_run_on_the_mlx_folder_converted_from_the_gguf(smollm2_gguf: Path, small
     traj = _run_json("What is the total cost of the groceries?", "--file", str(groceries), "--model", str(folder),
                      "--config", str(small_runs))
     assert traj.backend == "mlx" and traj.steps and traj.steps[0].tokens_out > 0
-    assert not traj.images_shown and traj.ended != "backend_error", traj.meta
+    assert not traj.images_shown and traj.ended != "backend_error", traj.error
     assert len(traj.steps) < 2 or traj.steps[1].tokens_cached > 0
 
 
@@ -127,7 +127,7 @@ def test_an_image_goes_to_a_text_only_model_by_path(smollm2_gguf: Path, small_ru
     traj = _run_json("What does the sign say?", "--file", str(sign), "--model", str(smollm2_gguf),
                      "--config", str(small_runs))
     assert not traj.images_shown and TEXT_ONLY_NOTE in (traj.task_message or "")
-    assert traj.ended != "backend_error", traj.meta
+    assert traj.ended != "backend_error", traj.error
 
 
 def test_visualizer_on_a_text_only_model_is_an_error_the_model_reads(smollm2_gguf: Path, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from mlx_vlm import load
 
-from t3edge.conversation import CONTINUES
 from t3edge.images import ImagePolicy
 from t3edge.train.data import SampleEncoder, prepare
 from t3edge.trajectory import Step, Task, Trajectory
@@ -18,7 +17,7 @@ SYSTEM = "You are an agent that writes Python to use tools."
 def _run(tid: str, query: str, answer: str, continues: list[str]) -> Trajectory:
     step = Step(index=0, raw_output=f'Thought: easy.\nCode:\n```py\nfinal_answer("{answer}")\n```<end_action>')
     return Trajectory(task=Task(id=tid, query=query), system_prompt=SYSTEM, steps=[step],
-                      final_answer=answer, ended="final_answer", meta={CONTINUES: continues})
+                      final_answer=answer, ended="final_answer", continues=continues)
 
 
 def test_follow_up_trains_on_its_own_turns_after_its_chat(tiny_qwen2_vl: Path) -> None:

@@ -163,3 +163,15 @@ def test_export_of_our_own_trajectory() -> None:
 def test_mmtraj_rejects_a_record_without_a_user_turn() -> None:
     with pytest.raises(T3Error, match="must start with a user turn"):
         from_mmtraj({"id": "x", "conversations": [{"role": "assistant", "content": "hi"}]})
+
+
+def test_records_with_run_facts_in_meta_still_load() -> None:
+    """Records of earlier versions kept workspace, continues, error and sandbox in `meta`."""
+    old = {"task": {"id": "b", "query": "q"}, "ended": "backend_error",
+           "meta": {"workspace": "/w", "continues": ["a"], "error": "device lost",
+                    "sandbox": {"landlock_abi": 3, "seccomp": True}, "family": "csv_total"}}
+    traj = Trajectory.model_validate(old)
+    assert (traj.workspace, traj.continues, traj.error) == ("/w", ["a"], "device lost")
+    assert traj.sandbox is not None and traj.sandbox.landlock_abi == 3 and traj.sandbox.seccomp
+    assert traj.meta == {"family": "csv_total"}
+    assert Trajectory.model_validate_json(traj.model_dump_json()) == traj

@@ -41,7 +41,7 @@ async def test_followups_continue_the_chat_and_a_reopened_session(tmp_path: Path
         sid = app.session_id
         assert sid is not None
         first, second = app.store.runs(sid)
-        assert second.meta["continues"] == [first.task.id]
+        assert second.continues == [first.task.id]
         # the follow-up's first call is the whole first conversation, then the new task
         before, followup = backend.seen[1], backend.seen[2]
         assert followup[: len(before)] == before
@@ -56,7 +56,7 @@ async def test_followups_continue_the_chat_and_a_reopened_session(tmp_path: Path
         await run_to_end(pilot, "something else")
         assert [m.role for m in backend.seen[3]] == ["system", "user"]
         fresh = app.store.runs(app.session_id or "")[0]
-        assert app.session_id != sid and "continues" not in fresh.meta
+        assert app.session_id != sid and not fresh.continues
 
         # reopening the first chat from the sessions list continues it
         await pilot.press("ctrl+o")
@@ -66,7 +66,7 @@ async def test_followups_continue_the_chat_and_a_reopened_session(tmp_path: Path
         assert app.chat.status.context_used == second.steps[-1].tokens_in + second.steps[-1].tokens_out
         await run_to_end(pilot, "and blue ones?")
         third = app.store.runs(sid)[-1]
-        assert third.meta["continues"] == [first.task.id, second.task.id]
+        assert third.continues == [first.task.id, second.task.id]
         assert backend.seen[4][:-1] == chat_messages([first, second])
 
     # and so does a fresh app started on the saved session (`t3edge chat --session`)
@@ -77,7 +77,7 @@ async def test_followups_continue_the_chat_and_a_reopened_session(tmp_path: Path
         await wait_for(pilot, lambda: len(again.chat.query(UserMessage)) == 3)
         await run_to_end(pilot, "and green?")
         runs = again.store.runs(sid)
-        assert runs[-1].meta["continues"] == [r.task.id for r in runs[:-1]]
+        assert runs[-1].continues == [r.task.id for r in runs[:-1]]
         assert later.seen[0] == [*chat_messages(runs[:-1]),
                                  Message("user", [TextPart("Task: and green?")])]
 
@@ -110,7 +110,7 @@ async def test_a_chat_that_no_longer_fits_offers_a_new_chat(tmp_path: Path) -> N
         await wait_for(pilot, lambda: app.chat.runs_ended > before)
         assert app.session_id != sid
         fresh = app.store.runs(app.session_id or "")
-        assert len(fresh) == 1 and "continues" not in fresh[0].meta
+        assert len(fresh) == 1 and not fresh[0].continues
         assert [m.role for m in backend.seen[1]] == ["system", "user"]
         assert len(app.chat.query(UserMessage)) == 1
 
@@ -128,7 +128,7 @@ async def test_a_chat_with_images_cannot_go_on_with_a_text_only_model(tmp_path: 
         assert "text-only" in app.screen.question
         await pilot.press("y")
         await wait_for(pilot, lambda: app.chat.runs_ended == 2)
-        assert "continues" not in app.store.runs(app.session_id or "")[0].meta
+        assert not app.store.runs(app.session_id or "")[0].continues
 
 
 class FullAfterOneRun(ReplayBackend):
@@ -153,7 +153,7 @@ async def test_a_followup_the_backend_refuses_offers_a_new_chat(tmp_path: Path,
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
         assert "5000 positions" in app.screen.question
         refused = app.store.runs(app.session_id or "")[-1]
-        assert refused.ended == "context_full" and refused.meta["continues"]
+        assert refused.ended == "context_full" and refused.continues
         await pilot.press("y")
         await wait_for(pilot, lambda: app.chat.runs_ended == 3)
         fresh = app.store.runs(app.session_id or "")

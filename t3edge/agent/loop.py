@@ -38,7 +38,6 @@ from t3edge.agent.prompt import system_prompt
 from t3edge.backends.base import Backend, Completion, GenerationConfig, ImagePart, Message, TextDelta
 from t3edge.config import data_dir
 from t3edge.conversation import (
-    CONTINUES,
     chat_messages,
     check_chain,
     first_messages,
@@ -60,7 +59,7 @@ from t3edge.protocol import (
     with_final_answer_request,
 )
 from t3edge.tools import ToolContext, ToolSet, default_tools
-from t3edge.trajectory import Step, Task, Trajectory, safe_name
+from t3edge.trajectory import SandboxReport, Step, Task, Trajectory, safe_name
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -149,7 +148,7 @@ class Agent:
         `history`: the earlier runs of the same chat, in order (each continuing the ones before
         it). The run then continues their conversation with `task` as a new user turn, in the
         chat's working folder, with the earlier attachments still readable; the trajectory records
-        them in `meta["continues"]`. Variables of earlier runs' code do not carry over.
+        them in `continues`. Variables of earlier runs' code do not carry over.
         """
         history = list(history)
         check_chain(history)
@@ -168,11 +167,9 @@ class Agent:
         text = task_message(task.query, [a.path for a in task.attachments],
                             images_hidden=bool(task.images) and not shown)
         images = [a.path for a in task.images] if shown else []
-        meta: dict[str, Any] = {"workspace": str(workspace)}
         if history:
             prompt = history[0].system_prompt or ""
             messages = followup_messages(chat_messages(history), text, images)
-            meta[CONTINUES] = [h.task.id for h in history]
         else:
             prompt = self.system_prompt(tools)
             messages = first_messages(prompt, text, images)
@@ -180,7 +177,7 @@ class Agent:
         traj = Trajectory(
             task=task, system_prompt=prompt, task_message=text, images_shown=shown, model=self.backend.model_id,
             backend=self.backend.name, format="constrained" if generation.grammar else "free",
-            started_at=time.time(), meta=meta,
+            started_at=time.time(), workspace=str(workspace), continues=[h.task.id for h in history],
         )
         if self.config.format == "constrained" and not generation.grammar:
             yield Notice(_FREE_NOTICE.format(backend=self.backend.name))
@@ -193,16 +190,16 @@ class Agent:
             sandbox.stop()
             traj.seconds = time.perf_counter() - start
             if sandbox.landlock_abi is not None:
-                traj.meta["sandbox"] = {"landlock_abi": sandbox.landlock_abi, "seccomp": sandbox.seccomp,
-                                        "capabilities_dropped": sandbox.capabilities_dropped,
-                                        "limits_refused": sandbox.limits_refused}
+                traj.sandbox = SandboxReport(landlock_abi=sandbox.landlock_abi, seccomp=bool(sandbox.seccomp),
+                                             capabilities_dropped=sandbox.capabilities_dropped,
+                                             limits_refused=sandbox.limits_refused)
         yield RunFinished(traj)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def _workspace(self, task: Task, history: Sequence[Trajectory]) -> Path:
         """A follow-up works in its chat's folder (unless this agent was given one)."""
-        chat_folder = history[0].meta.get("workspace") if history else None
+        chat_folder = history[0].workspace if history else None
         if self.workspace is None and isinstance(chat_folder, str):
             return Path(chat_folder)
         return self.workspace_for(task)
@@ -213,7 +210,7 @@ class Agent:
         if not history:
             return None
         if history[-1].ended == "context_full":
-            why = history[-1].meta.get("error", "context full")
+            why = history[-1].error or "context full"
             return f"the chat already filled the model's context ({why})"
         messages = followup_messages(chat_messages(history),
                                      task_message(task.query, [a.path for a in task.attachments]),
@@ -239,7 +236,7 @@ class Agent:
             overflow = self._context_overflow(messages, traj.steps[-1] if traj.steps else earlier_step)
             if overflow:
                 traj.ended = "context_full"
-                traj.meta["error"] = overflow
+                traj.error = overflow
                 return
             yield StepStarted(index)
             step_start = time.perf_counter()
@@ -247,11 +244,11 @@ class Agent:
                 completion = yield from self._generate(messages, index, cancel, generation)
             except T3Error as exc:
                 traj.ended = "context_full" if isinstance(exc, ContextFull) else "backend_error"
-                traj.meta["error"] = str(exc)
+                traj.error = str(exc)
                 return
             except Exception as exc:  # a backend's own failure still ends the run with its trajectory
                 traj.ended = "backend_error"
-                traj.meta["error"] = f"{type(exc).__name__}: {exc}"
+                traj.error = f"{type(exc).__name__}: {exc}"
                 return
             if completion is None:
                 traj.ended = "cancelled"
@@ -279,7 +276,7 @@ class Agent:
                 repeats += 1
                 if repeats >= cfg.max_repeats:
                     traj.ended = "loop"
-                    traj.meta["error"] = (f"the model repeated earlier code {repeats} times; "
+                    traj.error = (f"the model repeated earlier code {repeats} times; "
                                           "it is stuck in a loop")
                     return
             if step.error is not None:

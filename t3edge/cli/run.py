@@ -170,10 +170,10 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         f"{trajectory.seconds:.1f} s[/dim]"
     )
     if trajectory.ended not in ("final_answer", "cancelled", "backend_error"):  # those two: below
-        reason = trajectory.meta.get("error", "")
+        reason = trajectory.error or ""
         console.print(f"[yellow]no final answer ({trajectory.ended}){': ' + escape(reason) if reason else ''}[/yellow]")
     console.print(f"trajectory saved to {escape(saved)}, task {task_id}; "
-                  f"files in {escape(trajectory.meta.get('workspace', ''))}")
+                  f"files in {escape(trajectory.workspace or '')}")
     console.print(f"[dim]follow up: t3edge run --continue {chat_id} \"...\"  (or in the app: "
                   f"t3edge chat --session {chat_id})[/dim]")
     _exit_on_failure(trajectory, saved)
@@ -221,6 +221,6 @@ def _exit_on_failure(trajectory: Trajectory, path: str) -> None:
         click.echo(f"interrupted; the partial trajectory is in {path}", err=True)
         raise SystemExit(130)
     if trajectory.ended == "backend_error":
-        click.secho(f"error: {trajectory.meta.get('error', 'the model failed')} "
+        click.secho(f"error: {trajectory.error or 'the model failed'} "
                     f"(the trajectory is saved in {path})", fg="red", err=True)
         raise SystemExit(1)

@@ -46,7 +46,7 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
     def run(agent: Agent, task: Task) -> Trajectory:
         trajectory = agent.run_to_end(task)
         if trajectory.ended == "backend_error":  # not the model's answer: leave the item for a rerun
-            raise BackendError(trajectory.meta.get("error", "the model failed"))
+            raise BackendError(trajectory.error or "the model failed")
         return trajectory
 
     def solve(item: Item) -> Solved:

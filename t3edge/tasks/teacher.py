@@ -72,7 +72,7 @@ def judge(record: TaskRecord, trajectory: Trajectory) -> tuple[str | None, str]:
     if failed is not None:
         return "step_error", f"step {failed.index}: {failed.error.splitlines()[-1] if failed.error else ''}"[:300]
     if trajectory.ended != "final_answer":
-        return "no_final_answer", f"the run ended with {trajectory.ended}: {trajectory.meta.get('error', '')}"[:300]
+        return "no_final_answer", f"the run ended with {trajectory.ended}: {trajectory.error or ''}"[:300]
     if not check(record, trajectory.final_answer):
         return "wrong_answer", f"answered {trajectory.final_answer!r}, the key is {record.answer!r}"[:300]
     return None, ""

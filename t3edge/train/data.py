@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from t3edge.backends.base import Message
 from t3edge.backends.mlx import hf_messages
-from t3edge.conversation import CONTINUES, chat_chain, chat_messages, trajectory_messages
+from t3edge.conversation import chat_chain, chat_messages, trajectory_messages
 from t3edge.errors import BadInput, T3Error
 from t3edge.images import ImagePolicy, load_image, normalize_image
 from t3edge.trajectory import BadLine, Trajectory, from_mmtraj, iter_jsonl
@@ -231,7 +231,7 @@ def prepare(trajectories: Iterable[Trajectory], encoder: SampleEncoder, *, max_l
     out = Prepared(trajectories=trajs, train=[], valid=[])
     for i, traj in enumerate(trajs):
         try:
-            context = chat_chain(trajs, last=traj)[:-1] if traj.meta.get(CONTINUES) else []
+            context = chat_chain(trajs, last=traj)[:-1] if traj.continues else []
         except T3Error as exc:  # a follow-up whose earlier runs are not in the data
             out.dropped_unreadable.append(f"{traj.task.id}: {exc}")
             continue

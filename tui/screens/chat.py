@@ -44,7 +44,7 @@ ENDINGS = {
 def ending_notice(traj: Trajectory) -> Notice:
     """How a run ended, with the backend's error when there was one."""
     text, kind = ENDINGS.get(traj.ended or "", (f"Ended: {traj.ended}", "info"))
-    detail = f"  {traj.meta['error']}" if traj.meta.get("error") else ""
+    detail = f"  {traj.error}" if traj.error else ""
     return Notice(f"{text}{detail}  {len(traj.steps)} steps · {traj.seconds:.1f}s", kind)
 
 
@@ -261,9 +261,9 @@ class ChatScreen(Screen[None]):
         self.log_view.mount(ending_notice(traj))
         self.history.append(traj)
         self.app.save_run(traj)
-        if traj.ended == "context_full" and not traj.steps and traj.meta.get("continues"):
+        if traj.ended == "context_full" and not traj.steps and traj.continues:
             # a follow-up that the model could not even start: offer to ask it afresh
-            self.offer_new_chat(traj.task.query, traj.meta.get("error", "the model's context is full"),
+            self.offer_new_chat(traj.task.query, traj.error or "the model's context is full",
                                 [Path(a.path) for a in traj.task.attachments])
 
     @on(RunCrashed)
