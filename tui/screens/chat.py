@@ -19,6 +19,19 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from t3edge.agent.approval import EDITED_NOTE
+from t3edge.agent.events import (
+    CodeParsed,
+    FinalAnswer,
+    Notice,
+    ObservationEvent,
+    ParseFailed,
+    RunFinished,
+    StepError,
+    StepFinished,
+    StepStarted,
+    TokenDelta,
+)
 from t3edge.errors import T3Error
 from t3edge.trajectory import Attachment, Task, Trajectory, file_kind
 from tui.runner import AgentEventMessage, ApprovalRequested, RunCrashed, followup_problem, run_agent
@@ -26,7 +39,8 @@ from tui.screens.dialogs import Confirm
 from tui.widgets.attachments import AttachmentBar
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status import StatusLine
-from tui.widgets.steps import FinalAnswerView, Notice, StepView, UserMessage
+from tui.widgets.steps import FinalAnswerView, StepView, UserMessage
+from tui.widgets.steps import Notice as NoticeLine  # a line in the chat; agent Notices are notifications
 
 if TYPE_CHECKING:
     from tui.app import T3App
@@ -45,7 +59,7 @@ def ending_notice(traj: Trajectory) -> Notice:
     """How a run ended, with the backend's error when there was one."""
     text, kind = ENDINGS.get(traj.ended or "", (f"Ended: {traj.ended}", "info"))
     detail = f"  {traj.error}" if traj.error else ""
-    return Notice(f"{text}{detail}  {len(traj.steps)} steps · {traj.seconds:.1f}s", kind)
+    return NoticeLine(f"{text}{detail}  {len(traj.steps)} steps · {traj.seconds:.1f}s", kind)
 
 
 class ChatScreen(Screen[None]):
@@ -208,34 +222,30 @@ class ChatScreen(Screen[None]):
 
     @on(AgentEventMessage)
     async def _agent_event(self, message: AgentEventMessage) -> None:
-        # Matched by class name: the agent package is not imported until a model loads or a run starts.
-        event: Any = message.event
-        kind = type(event).__name__
-        if kind == "StepStarted":
+        event = message.event
+        if isinstance(event, StepStarted):
             view = StepView(event.index, previews=self.app.config.image_previews)
             self.steps[event.index] = view
             await self.log_view.mount(view)
-        elif kind == "TokenDelta":
+        elif isinstance(event, TokenDelta):
             self._step(event.index).add_delta(event.text)
-        elif kind == "CodeParsed":
-            from t3edge.agent.approval import EDITED_NOTE
-
+        elif isinstance(event, CodeParsed):
             edited = EDITED_NOTE in event.notes  # the user's version of code shown just before
             self._step(event.index).show_code(None if edited else event.thought, event.code)
-        elif kind == "ParseFailed":
+        elif isinstance(event, ParseFailed):
             self._step(event.index).show_problem(event.message)
-        elif kind == "ObservationEvent":
+        elif isinstance(event, ObservationEvent):
             self._step(event.index).show_observation(event.text, event.produced_files)
-        elif kind == "StepError":
+        elif isinstance(event, StepError):
             self._step(event.index).show_error(event.error)
-        elif kind == "StepFinished":
+        elif isinstance(event, StepFinished):
             await self._step(event.step.index).finish(event.step)
             self._track_context(event.step.tokens_in + event.step.tokens_out)
-        elif kind == "FinalAnswer":
+        elif isinstance(event, FinalAnswer):
             await self.log_view.mount(FinalAnswerView(event.answer))
-        elif kind == "Notice":
+        elif isinstance(event, Notice):
             self.notify(event.text, severity="warning", timeout=10)
-        elif kind == "RunFinished":
+        elif isinstance(event, RunFinished):
             self._finished(event.trajectory)
 
     def _step(self, index: int) -> StepView:
@@ -269,7 +279,7 @@ class ChatScreen(Screen[None]):
     @on(RunCrashed)
     def _crashed(self, message: RunCrashed) -> None:
         self._end_run()
-        self.log_view.mount(Notice(f"The run failed: {message.error}", "error"))
+        self.log_view.mount(NoticeLine(f"The run failed: {message.error}", "error"))
 
     def _end_run(self) -> None:
         for view in self.steps.values():
