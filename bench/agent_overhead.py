@@ -1,8 +1,10 @@
-"""The agent loop's own cost: per-step overhead on a scripted backend, and the share of a 3-step
-run on the tiny MLX model spent outside the backend (target: under 5%).
+"""The agent loop's own cost: per-step overhead on a scripted backend, the cost of bounding a tool
+call (target: under 5 ms), and the share of a 3-step run on the tiny MLX model spent outside the
+backend (target: under 5%).
 
 Baseline for the executor: the same code blocks run by smolagents' interpreter in this process,
-without the sandbox process. Run: python bench/agent_overhead.py [--steps 20] [--no-mlx]
+without the sandbox process. Baseline for the tool bound: the same small tool called directly.
+Run: python bench/agent_overhead.py [--steps 20] [--no-mlx]
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from t3edge.backends.base import (
 )
 from t3edge.backends.replay import ReplayBackend
 from t3edge.protocol import format_step, observation_message, parse_model_output
-from t3edge.tools import ToolContext, default_tools
+from t3edge.tools import ToolContext, ToolSet, default_tools, tool
+from t3edge.tools.bounds import call_bounded
 from t3edge.trajectory import Attachment, Task
 
 CODE = "x = {i} * 3\nprint('value', x)"
@@ -100,10 +103,35 @@ def scripted(steps: int) -> None:
     print(f"  ratio sandboxed / in-process execution: {median_sandboxed / median_local:.1f}x")
 
 
+@tool
+def echo(ctx: ToolContext, text: str) -> str:
+    """Return the text (a tool call that costs nothing itself).
+
+    Args:
+        text: any text
+    """
+    return text
+
+
+def tool_bound(calls: int) -> None:
+    """A small tool call, bounded (worker thread, time limit, notes) and direct."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tools = ToolSet([echo], ToolContext(workspace=Path(tmp)))
+        direct = [_once(lambda: tools.call("echo", ["hi"])) for _ in range(calls)]
+        bounded = [_once(lambda: call_bounded("echo", lambda: tools.call("echo", ["hi"]), 30.0))
+                   for _ in range(calls)]
+    median_direct, median_bounded = statistics.median(direct), statistics.median(bounded)
+    print(f"tool call, {calls} calls of a small tool")
+    print(f"  bounded                {_ms(median_bounded)} per call (median)")
+    print(f"  direct                 {_ms(median_direct)} per call (median, baseline)")
+    print(f"  cost of the bound      {_ms(median_bounded - median_direct)} per call (target < 5 ms); "
+          f"ratio bounded / direct: {median_bounded / median_direct:.1f}x")
+
+
 def tiny_mlx(steps: int = 3) -> None:
     try:
         from t3edge.backends import load_backend
-        from t3edge.testing import build_tiny_model, make_test_image
+        from tinymodels import build_tiny_model, make_test_image
     except ImportError as exc:
         print(f"tiny MLX model: skipped ({exc})")
         return
@@ -146,6 +174,7 @@ def main() -> None:
     parser.add_argument("--no-mlx", action="store_true", help="skip the tiny MLX model run")
     args = parser.parse_args()
     scripted(args.steps)
+    tool_bound(200)
     if not args.no_mlx:
         tiny_mlx()
 

@@ -73,21 +73,74 @@ class ImagePolicy(BaseModel):
 
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file fully, applying its EXIF orientation; a clear error if it can't be read."""
-    p = Path(path)
-    if not p.exists():
-        raise BadInput(f"image not found: {p}", hint="check the path")
-    if not p.is_file():
-        raise BadInput(f"not a file: {p}", hint="give the path of an image file")
+    p = _checked(path)
     try:
         with Image.open(p) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BadInput(
-            f"cannot read image {p}: {exc}",
-            hint="the file is corrupt or not an image (png, jpg, webp, bmp, gif, tiff)",
-        ) from exc
+        raise _unreadable(p, exc) from exc
+
+
+MAX_DECODE_PIXELS = 150_000_000  # images with more pixels are refused from the header (tools)
+_SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
+
+
+def _checked(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"image not found: {p}", hint="check the path")
+    if not p.is_file():
+        raise BadInput(f"not a file: {p}", hint="give the path of an image file")
+    return p
+
+
+def _unreadable(p: Path, exc: Exception) -> BadInput:
+    return BadInput(f"cannot read image {p}: {exc}",
+                    hint="the file is corrupt or not an image (png, jpg, webp, bmp, gif, tiff)")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as shown (EXIF orientation applied), read from the header only."""
+    p = _checked(path)
+    try:
+        with Image.open(p) as img:
+            width, height = img.size
+            turned = img.getexif().get(0x0112) in _SWAPS_SIDES
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _unreadable(p, exc) from exc
+    return (height, width) if turned else (width, height)
+
+
+def load_image_within(path: str | Path, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """An RGB image of at most `max_pixels` (resized, proportions kept) and its original size.
+
+    The size is checked from the header first: above MAX_DECODE_PIXELS the image is refused
+    before anything is decoded. A JPEG is decoded at a reduced scale (`Image.draft`); other
+    formats are decoded once and reduced at once.
+    """
+    p = _checked(path)
+    try:
+        with Image.open(p) as img:
+            width, height = img.size
+            if width * height > MAX_DECODE_PIXELS:
+                raise BadInput(f"image {p.name} is {width}x{height} ({width * height / 1e6:.0f} Mpixels), above "
+                               f"the {MAX_DECODE_PIXELS / 1e6:.0f} Mpixel limit of the tools",
+                               hint="make a smaller copy first (PIL: Image.reduce or thumbnail)")
+            target = (width, height)
+            if width * height > max_pixels:
+                scale = math.sqrt(max_pixels / (width * height))
+                target = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
+                img.draft("RGB", target)  # JPEG: decoded at 1/2, 1/4 or 1/8 scale; others: no-op
+            img.load()
+            small = img if img.size == target else img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+            oriented = ImageOps.exif_transpose(small)
+            rgb = oriented.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _unreadable(p, exc) from exc
+    turned = rgb.size != small.size
+    return rgb, ((height, width) if turned else (width, height))
 
 
 def normalize_image(img: Image.Image, policy: ImagePolicy) -> Image.Image:

@@ -30,6 +30,9 @@ class AgentConfig(BaseModel):
         "never", description="ask: show each code block and let the user run, edit or reject it "
                              "(the command line and the app; evaluation and synthesis never ask)")
     step_timeout_s: float = Field(30.0, gt=0, description="wall time of one code block")
+    tool_timeout_s: float | None = Field(
+        None, gt=0, description="wall time of one tool call (unset: the rest of its step's time); a call "
+                                "cut at this limit is an error the code can handle")
     memory_mb: int = Field(4096, ge=256, description="address-space limit of the sandbox process")
     file_size_mb: int = Field(256, ge=1, description="largest file sandboxed code may write")
     max_observation_chars: int = Field(20000, ge=200)

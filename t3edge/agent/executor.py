@@ -1,8 +1,9 @@
 """The executor: model-written code runs in a confined child process (t3edge.sandbox.child).
 
 The child keeps its variables between code blocks. The parent (this module) sends each block,
-serves the tool calls the code makes (tools run here, with their arguments checked), enforces the
-step's wall-time limit by killing the child, and survives whatever the child does: a crash, a
+serves the tool calls the code makes (tools run here, with their arguments checked, each in a
+worker thread cut off at the step's remaining time), enforces the step's wall-time limit, tool
+calls included, by killing the child, and survives whatever the child does: a crash, a
 kill, garbage on the pipe. A dead child is replaced by a fresh one on the next block, and the
 step that killed it comes back as a clear error. Messages from the child are JSON only (never
 pickle), so a compromised child cannot run code in the parent.
@@ -30,6 +31,7 @@ from typing import Any
 from t3edge.agent.config import AgentConfig
 from t3edge.errors import T3Error
 from t3edge.tools.base import ToolSet
+from t3edge.tools.bounds import ToolTimeout, call_bounded
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -52,6 +54,7 @@ class ExecResult:
     is_final: bool = False
     error: str | None = None
     tools_called: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what tools cut to stay in bounds (also in logs)
     seconds: float = 0.0
 
 
@@ -271,9 +274,12 @@ class Sandbox:
                 self.stop()
                 break
             if message.get("op") == "tool" and message.get("nonce") == nonce:
-                tool_start = time.monotonic()
-                self._serve_tool(message, result)
-                deadline += time.monotonic() - tool_start  # tool time is not the code's time
+                tool_timeout = self._serve_tool(message, result, deadline, cancel)
+                if tool_timeout is not None:  # cut at the step's deadline (or cancelled)
+                    result.error = self._failure("cancelled" if cancel is not None and cancel.is_set()
+                                                 else "timeout", tool_timeout)
+                    self.stop()
+                    break
                 continue
             if message.get("op") == "done" and message.get("nonce") == nonce:
                 result.logs = printable(str(message.get("logs") or ""))
@@ -285,17 +291,22 @@ class Sandbox:
             result.error = self._failure("garbage")
             self.stop()
             break
+        if result.notes:
+            kept = result.logs.rstrip("\n")
+            result.logs = (kept + "\n" if kept else "") + "\n".join(printable(result.notes)) + "\n"
         result.seconds = time.monotonic() - start
         return result
 
-    def _failure(self, why: str) -> str:
-        """A clear message for a step whose child did not answer properly (it is then stopped)."""
+    def _failure(self, why: str, tool: str | None = None) -> str:
+        """A clear message for a step whose child did not answer properly (it is then stopped);
+        `tool`: the tool call that was running when the step ran out of time."""
         lost = " Variables from earlier steps are lost."
         if why == "cancelled":
             return "Execution was cancelled."
         if why == "timeout":
-            return (f"The code ran longer than the {self.config.step_timeout_s:g} s limit of a step "
-                    f"and was stopped.{lost} Make it faster or do less per step.")
+            during = f" (the tool {tool} was still running: it was cut off)" if tool else ""
+            return (f"The code ran longer than the {self.config.step_timeout_s:g} s limit of a step, tool "
+                    f"calls included{during}, and was stopped.{lost} Make it faster or do less per step.")
         if why == "garbage":
             return ("The code wrote to the sandbox's control channel, so the sandbox was restarted."
                     f"{lost} Use print() for output.")
@@ -313,23 +324,37 @@ class Sandbox:
             return f"The sandbox process stopped: {why}.{lost}"
         return f"The sandbox process exited with status {code}.{lost}"
 
-    def _serve_tool(self, message: dict[str, Any], result: ExecResult) -> None:
+    def _serve_tool(self, message: dict[str, Any], result: ExecResult, deadline: float,
+                    cancel: threading.Event | None) -> str | None:
+        """Run one tool call within the step's remaining time (and `tool_timeout_s`) and send the
+        child its result. Returns the tool's name when the call was cut at the step's deadline or
+        cancelled (the step then ends); a call cut at `tool_timeout_s` is an error for the code."""
         name = message.get("name")
         args, kwargs = message.get("args") or [], message.get("kwargs") or {}
         if not isinstance(name, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
             reply = {"op": "tool_result", "ok": False, "error": "malformed tool call"}
         else:
             result.tools_called.append(name)
+            left = deadline - time.monotonic()
+            limit = self.config.tool_timeout_s
+            timeout = left if limit is None else min(left, limit)
             try:
-                value = self.tools.call(name, args, kwargs)
+                value, notes = call_bounded(name, lambda: self.tools.call(name, args, kwargs), timeout,
+                                            cancel)
+                result.notes.extend(notes)
                 json.dumps(value)
                 reply = {"op": "tool_result", "ok": True, "value": value}
+            except ToolTimeout as exc:
+                if limit is None or left <= limit or (cancel is not None and cancel.is_set()):
+                    return name
+                reply = {"op": "tool_result", "ok": False, "error": f"{exc}; give it less to do"}
             except T3Error as exc:
                 reply = {"op": "tool_result", "ok": False, "error": str(exc)}
             except Exception as exc:  # a tool's own bug must not end the run: it is an observation
                 reply = {"op": "tool_result", "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         # if the child died or stopped reading, the next receive reports it
-        self._try_send(reply, time.monotonic() + self.config.step_timeout_s)
+        self._try_send(reply, deadline)
+        return None
 
 
 def printable(value: Any) -> Any:

@@ -12,9 +12,11 @@ import importlib.util
 import numpy as np
 from PIL import Image
 
-from t3edge.images import load_image
 from t3edge.tools.base import ToolContext, ToolError, tool
+from t3edge.tools.bounds import load_for_tool
 from t3edge.tools.vision import ask_vlm, parse_boxes
+
+MAX_PIXELS = 2048 * 2048  # GrabCut's cost grows with the pixels: larger images are cut at this size
 
 
 @tool(needs_vision=True)
@@ -28,7 +30,7 @@ def segmentation(ctx: ToolContext, image_path: str, prompt: str) -> str:
     import cv2
 
     path = ctx.input_path(image_path, what="image")
-    img = load_image(path)
+    img, _ = load_for_tool(path, MAX_PIXELS, "for segmentation (the mask has the smaller size)")
     answer = ask_vlm(ctx, "segmentation", f"Detect the bounding box of: {prompt}", str(path), 128)
     boxes = parse_boxes(answer, *img.size)
     if not boxes:

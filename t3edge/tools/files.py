@@ -12,40 +12,54 @@ from t3edge.tools.base import ToolContext, ToolError, tool
 from t3edge.tools.vision import ask_vlm
 
 MAX_CHARS = 40000
+MAX_PAGES = 50  # a longer PDF is read up to this page (the text says so)
 MAX_UNPACKED_BYTES = 200 * 2**20  # a zip bomb made by the code must not fill this process's memory
-_MAX_NESTING = 4
+MAX_MEMBERS = 10000  # files in an archive, nested ones included
+MAX_NESTING = 4  # archives inside archives
 
 
-def unpacked_size(source: str | IO[bytes], depth: int = 0) -> int:
-    """Bytes a document expands to: zip-based files (zip, docx, xlsx, pptx) count their members,
-    nested archives included; past MAX_UNPACKED_BYTES (or too deep a nesting) counting stops."""
+class TooLarge(ToolError):
+    """A document unpacks to more than the tool reads."""
+
+
+def check_unpacked(source: str | IO[bytes], name: str, depth: int = 0, seen: list[int] | None = None) -> None:
+    """Refuse a zip-based file (zip, docx, xlsx, pptx) whose members, nested archives included,
+    unpack to more than MAX_UNPACKED_BYTES, number more than MAX_MEMBERS or nest deeper than
+    MAX_NESTING; only sizes from the archives' directories are read, never the members' data
+    (a nested archive, at most MAX_UNPACKED_BYTES, is read to look inside it)."""
     if not zipfile.is_zipfile(source):
-        return 0
-    total = 0
+        return
+    totals = seen if seen is not None else [0, 0]  # bytes, members
     with zipfile.ZipFile(source) as archive:
         for info in archive.infolist():
-            total += info.file_size
-            if total > MAX_UNPACKED_BYTES:
-                return total
+            totals[0] += info.file_size
+            totals[1] += 1
+            if totals[0] > MAX_UNPACKED_BYTES:
+                raise TooLarge(f"{name} is too large to read as text (it unpacks to more than "
+                               f"{MAX_UNPACKED_BYTES // 2**20} MB); read a part of it with pandas or open()")
+            if totals[1] > MAX_MEMBERS:
+                raise TooLarge(f"{name} is too large to read as text (more than {MAX_MEMBERS} files inside); "
+                               "list it with zipfile and read the members you need")
             if info.filename.lower().endswith(".zip"):
-                if depth >= _MAX_NESTING:
-                    return MAX_UNPACKED_BYTES + 1
+                if depth >= MAX_NESTING:
+                    raise TooLarge(f"{name} is too deeply nested to read as text (archives more than "
+                                   f"{MAX_NESTING} deep); unpack it with zipfile first")
                 with archive.open(info) as member:
-                    total += unpacked_size(io.BytesIO(member.read()), depth + 1)
-    return total
+                    check_unpacked(io.BytesIO(member.read()), name, depth + 1, totals)
 
 
 def file_text(ctx: ToolContext, file_path: str) -> str:
     path = ctx.input_path(file_path)
+    if path.stat().st_size > MAX_UNPACKED_BYTES:
+        raise TooLarge(f"{path.name} is too large to read as text (more than {MAX_UNPACKED_BYTES // 2**20} MB); "
+                       "read a part of it with pandas or open()")
     try:
-        unpacked = max(unpacked_size(str(path)), path.stat().st_size)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        unpacked = path.stat().st_size  # a damaged archive: the converter says what is wrong with it
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise ToolError(f"{path.name} is too large to read as text (it unpacks to more than "
-                        f"{MAX_UNPACKED_BYTES // 2**20} MB); read a part of it with pandas or open()")
+        check_unpacked(str(path), path.name)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise ToolError(f"cannot read {path.name} as text: it is a damaged archive "
+                        f"({type(exc).__name__}: {exc})") from exc
     try:
-        text = document_text(path)
+        text = document_text(path, max_pages=MAX_PAGES)
     except UnreadableDocument as exc:
         raise ToolError(f"cannot read {path.name} as text: {exc}") from exc
     if len(text) > MAX_CHARS:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from t3edge.images import load_image
+from t3edge.images import image_size, load_image
 from t3edge.tools.base import ToolContext, ToolError, tool
+
+MAX_PIXELS = 40_000_000  # larger images are refused (edits keep every pixel, so none is resized)
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _QUOTED = re.compile(r"[\"'“‘](.+?)[\"'”’]")
@@ -172,6 +174,10 @@ def image_edit(ctx: ToolContext, prompt: str, image_path: str) -> str:
         image_path: path of the image to edit
     """
     path = ctx.input_path(image_path, what="image")
+    width, height = image_size(path)
+    if width * height > MAX_PIXELS:
+        raise ToolError(f"image_edit: {path.name} is {width}x{height}, above its {MAX_PIXELS / 1e6:.0f} Mpixel "
+                        "limit; make a smaller copy first (PIL: Image.reduce, or crop it)")
     img, done = apply_instruction(load_image(path), prompt)
     out = ctx.output_path(f"{Path(path).stem}_{'_'.join(done)}", ".png")
     img.save(out)

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from t3edge.images import load_image
 from t3edge.tools.base import ToolContext, tool
+from t3edge.tools.bounds import load_for_tool
+
+MAX_PIXELS = 4096 * 4096  # larger images are resized to this many pixels first (memory and time)
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +27,7 @@ def ocr(ctx: ToolContext, image_path: str) -> list[str]:
     Args:
         image_path: path of the image file
     """
-    img = load_image(ctx.input_path(image_path, what="image"))
+    img, _ = load_for_tool(ctx.input_path(image_path, what="image"), MAX_PIXELS, "for OCR")
     result, _ = _engine()(np.asarray(img)[:, :, ::-1])
     lines = sorted(result or [], key=lambda r: (min(p[1] for p in r[0]), min(p[0] for p in r[0])))
     return [str(r[1]) for r in lines]

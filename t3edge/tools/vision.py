@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from functools import lru_cache
 from typing import Any
 
-from t3edge.backends.base import GenerationConfig, ImagePart, Message, TextPart
-from t3edge.images import load_image
+from t3edge.backends.base import Completion, GenerationConfig, ImagePart, Message, TextPart
+from t3edge.images import image_size
 from t3edge.tools.base import ToolContext, ToolError, tool
+from t3edge.tools.bounds import load_for_tool, stop_requested, using_model
+
+# Larger images are resized to this many pixels first: before the model's own image policy, for
+# the memory of loading them; before OpenCV's face detector, for its time and memory.
+MAX_PIXELS = 4096 * 4096
 
 # Qwen2-VL grounding: `<|box_start|>(x1,y1),(x2,y2)<|box_end|>` in 0-1000 coordinates; the special
 # tokens may be dropped by the detokenizer, so only the coordinate pairs are required.
@@ -25,11 +31,23 @@ def ask_vlm(ctx: ToolContext, tool_name: str, question: str, image_path: str | N
                         "text-only: it cannot look at images. Read the image's text with "
                         "ocr(image_path=...) or find faces with facedetection(image_path=...) instead.")
     if image_path is not None:
-        parts.append(ImagePart(str(ctx.input_path(image_path, what="image"))))
+        path = ctx.input_path(image_path, what="image")
+        width, height = image_size(path)
+        large = width * height > MAX_PIXELS
+        parts.append(ImagePart(load_for_tool(path, MAX_PIXELS, "for the model")[0] if large else str(path)))
     parts.append(TextPart(question))
     base = ctx.generation or GenerationConfig()
     config = base.model_copy(update={"max_tokens": max_tokens, "stop": []})
-    return backend.generate([Message("user", parts)], config).text.strip()
+    completion: Completion | None = None
+    with using_model(), contextlib.closing(backend.stream([Message("user", parts)], config)) as stream:
+        for item in stream:
+            if stop_requested():  # cut off: the model is freed at this token
+                raise ToolError(f"{tool_name} was stopped: it ran out of time")
+            if isinstance(item, Completion):
+                completion = item
+    if completion is None:
+        raise ToolError(f"{tool_name}: the {backend.name} backend ended without an answer")
+    return completion.text.strip()
 
 
 @tool(needs_vision=True)
@@ -71,7 +89,7 @@ def objectlocation(ctx: ToolContext, object: str, image_path: str) -> list[list[
     if not object.strip():
         raise ToolError("objectlocation needs the name of an object")
     path = ctx.input_path(image_path, what="image")
-    width, height = load_image(path).size
+    width, height = image_size(path)
     answer = ask_vlm(ctx, "objectlocation", f"Detect the bounding box of: {object}", str(path), 128)
     return parse_boxes(answer, width, height)
 
@@ -99,9 +117,11 @@ def facedetection(ctx: ToolContext, image_path: str) -> list[list[int]]:
     import cv2
     import numpy as np
 
-    img = load_image(ctx.input_path(image_path, what="image"))
+    img, scale = load_for_tool(ctx.input_path(image_path, what="image"), MAX_PIXELS,
+                               "for face detection (boxes are in the original's pixels)")
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
     gray = cv2.equalizeHist(gray)
     side = max(24, min(img.size) // 20)
     found = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
-    return [[int(x), int(y), int(x + w), int(y + h)] for (x, y, w, h) in found]
+    return [[round(x / scale), round(y / scale), round((x + w) / scale), round((y + h) / scale)]
+            for (x, y, w, h) in found]
