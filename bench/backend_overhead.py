@@ -29,7 +29,7 @@ def main() -> None:
 
     from t3edge.loading import load_backend
     from t3edge.backends.base import GenerationConfig, ImagePart, Message, TextPart
-    from t3edge.testing import build_tiny_model, make_test_image
+    from tinymodels import build_tiny_model, make_test_image
 
     tmp = Path(tempfile.mkdtemp())
     model_dir = build_tiny_model(tmp / "tiny", "qwen2_vl", hidden_size=256, layers=4, heads=8, kv_heads=4)

@@ -57,7 +57,7 @@ def main() -> None:
                         help="llama.cpp's convert_hf_to_gguf.py, for a ratio (needs torch)")
     args = parser.parse_args()
 
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-gguf-"))
     try:

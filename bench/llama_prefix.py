@@ -34,7 +34,7 @@ def main() -> None:
     from t3edge.backends.base import GenerationConfig, ImagePart, Message, TextPart
     from t3edge.backends.llama import LlamaBackend
     from t3edge.models import BackendSettings, ResolvedModel
-    from t3edge.testing import build_tiny_model, make_test_image
+    from tinymodels import build_tiny_model, make_test_image
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-prefix-"))
     try:

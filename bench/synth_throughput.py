@@ -28,7 +28,7 @@ from synth.items import STAGES
 from synth.pipeline import run_stages
 from synth.prompts import FILE_CONTENT_SYSTEM, QUERY_SYSTEM, VERIFY_QUERY_SYSTEM, VERIFY_TRAJ_SYSTEM
 from t3edge.scripted_server import ScriptedOpenAIServer
-from t3edge.testing import make_test_image
+from tinymodels import make_test_image
 
 PER_CALL = 8
 API_STAGES = ("queries", "file_content", "files", "verify_query", "verify_traj", "filter")

@@ -30,8 +30,9 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 def make_data(folder: Path, n: int) -> Path:
     """n invented two-step trajectories, every other one with an image."""
     from t3edge.protocol import observation_message
-    from t3edge.testing import make_test_image
-    from t3edge.trajectory import Attachment, JsonlWriter, Step, Task, Trajectory
+    from tinymodels import make_test_image
+    from t3edge.jsonl import JsonlWriter
+    from t3edge.trajectory import Attachment, Step, Task, Trajectory
 
     image = make_test_image(folder / "photo.png", (224, 224))
     path = folder / "data.jsonl"
@@ -176,7 +177,7 @@ def main() -> None:
         folder = Path(tmp)
         model = args.model
         if model is None:
-            from t3edge.testing import build_tiny_model
+            from tinymodels import build_tiny_model
 
             model = str(build_tiny_model(folder / "tiny", "qwen2_vl", hidden_size=128, layers=4))
         data = args.data or str(make_data(folder, 16))

@@ -1,6 +1,6 @@
 """Export: the kept tasks as MM-Traj training records with a train / valid split.
 
-    OUT/train.jsonl, OUT/valid.jsonl   released MM-Traj records (t3edge.trajectory.to_mmtraj)
+    OUT/train.jsonl, OUT/valid.jsonl   released MM-Traj records (t3edge.mmtraj.to_mmtraj)
     OUT/trajectories.jsonl             the same tasks in t3edge's richer trajectory format
     OUT/files/<id>/                    each task's files; MM-Traj image paths, and every path in
                                        the conversations, are relative to OUT
@@ -21,7 +21,9 @@ from pydantic import BaseModel
 from synth.items import SynthItem
 from synth.store import RunStore
 from t3edge.errors import T3Error
-from t3edge.trajectory import JsonlWriter, Trajectory, to_mmtraj
+from t3edge.jsonl import JsonlWriter
+from t3edge.mmtraj import to_mmtraj
+from t3edge.trajectory import Trajectory
 
 
 class ExportReport(BaseModel):

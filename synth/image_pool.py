@@ -20,7 +20,8 @@ from synth.prompts import CAPTION_PROMPT
 from synth.similarity import embed
 from t3edge.backends.base import ImagePart, Message, TextPart
 from t3edge.errors import BadInput, T3Error
-from t3edge.trajectory import IMAGE_EXTENSIONS, JsonlWriter, iter_jsonl
+from t3edge.jsonl import JsonlWriter, iter_jsonl
+from t3edge.trajectory import IMAGE_EXTENSIONS
 
 INDEX_NAME = "t3edge-images.jsonl"
 STAGE = "index_images"

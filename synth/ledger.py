@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from t3edge.trajectory import JsonlWriter, iter_jsonl
+from t3edge.jsonl import JsonlWriter, iter_jsonl
 
 
 class StageUsage(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from synth.items import Dropped, SynthItem
-from t3edge.trajectory import JsonlWriter, iter_jsonl
+from t3edge.jsonl import JsonlWriter, iter_jsonl
 
 
 class RunStore:

@@ -7,13 +7,13 @@ Runs that end without a final answer are dropped with how they ended (step limit
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 from synth.backend import ClientBackend
 from synth.engine import RunContext, StageReport, map_items
 from synth.errors import Rejected
 from synth.items import SynthItem
-from t3edge.agent import Agent, AgentConfig, load_agent_config
+from t3edge.agent import AgentConfig, load_agent_config
+from t3edge.chat import Chat
 from t3edge.trajectory import Attachment, Task
 
 STAGE = "trajectories"
@@ -31,13 +31,10 @@ def agent_config(ctx: RunContext) -> AgentConfig:
 
 async def solve(ctx: RunContext, item: SynthItem) -> SynthItem:
     backend = ClientBackend(ctx.client, asyncio.get_running_loop(), STAGE)
-    agent = Agent(backend, config=agent_config(ctx))
+    chat = Chat(backend, config=agent_config(ctx))  # in a clean folder, even after a run killed mid-task
     task = Task(id=item.id, query=item.query,
                 attachments=[Attachment.from_path(f.path) for f in item.files])
-    workspace = agent.workspace_for(task)
-    if workspace.exists():  # left by a run killed mid-task: start clean
-        shutil.rmtree(workspace)
-    traj = await ctx.blocking(agent.run_to_end, task)
+    traj = await ctx.blocking(chat.run_to_end, task)
     if backend.failure is not None:  # the API gave up or refused, or the budget is spent
         raise backend.failure
     if traj.ended != "final_answer":

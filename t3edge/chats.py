@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t3edge.errors import T3Error
-from t3edge.trajectory import JsonlWriter, Trajectory
+from t3edge.jsonl import JsonlWriter
+from t3edge.trajectory import Trajectory
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -124,16 +126,34 @@ class ChatStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.set_aside: Path | None = None
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
         try:
-            self.db = self._open()
+            self._local.db = self._open()
         except sqlite3.DatabaseError as exc:
             self.set_aside = self._move_aside(exc)
-            self.db = self._open()
+            self._local.db = self._open()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (a chat runs in a worker thread and saves from there)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        # each connection is used by its own thread only; any thread may close them all
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        db.execute("PRAGMA foreign_keys = ON")
+        with self._lock:
+            self._connections.append(db)
+        return db
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        db = self._connect()
         try:
-            db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA journal_mode = WAL")  # readers never wait; writers queue (two terminals)
             check = db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
@@ -173,7 +193,10 @@ class ChatStore:
         return aside
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -346,6 +369,27 @@ def trajectory_markdown(traj: Trajectory) -> str:
         out.append(f"**Answer:** {answer}\n")
     out.append(f"_ended: {traj.ended or 'unknown'}; tokens in {traj.tokens['in']}, out {traj.tokens['out']}_\n")
     return "\n".join(out)
+
+
+def restore_attachments(store: ChatStore, traj: Trajectory, folder: Path | None = None) -> Trajectory:
+    """`traj` with each attachment whose file has gone replaced by the store's copy of it (written
+    under `folder`, default `<data dir>/files`); attachments the store never kept stay as they are."""
+    from t3edge.config import data_dir
+
+    folder = folder or data_dir() / "files"
+    attachments = []
+    for att in traj.task.attachments:
+        if not Path(att.path).is_file() and att.sha256 is not None:
+            try:
+                restored: Path | None = store.restore_file(att.sha256, att.path, folder)
+            except T3Error:  # never stored: kept as it is, the tools say the file is missing
+                restored = None
+            if restored is not None:
+                att = att.model_copy(update={"path": str(restored)})
+        attachments.append(att)
+    if attachments == traj.task.attachments:
+        return traj
+    return traj.model_copy(update={"task": traj.task.model_copy(update={"attachments": attachments})})
 
 
 def store_path() -> Path:

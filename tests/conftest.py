@@ -24,14 +24,14 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2_vl", "qwen2_vl")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_5_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2_5_vl", "qwen2_5_vl")
 
@@ -45,7 +45,7 @@ def tiny_model(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def test_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 224x224 PNG: 64 merged image tokens."""
-    from t3edge.testing import make_test_image
+    from tinymodels import make_test_image
 
     return make_test_image(tmp_path_factory.mktemp("img") / "photo.png", (224, 224))
 

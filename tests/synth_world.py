@@ -31,7 +31,7 @@ from synth.prompts import (
     VERIFY_TRAJ_SYSTEM,
 )
 from t3edge.scripted_server import Fault
-from t3edge.testing import make_test_image
+from tinymodels import make_test_image
 
 CAPTIONS = {
     "cat.png": "a ginger cat sleeping on a red sofa in a living room",

@@ -84,7 +84,7 @@ def test_cli_run_streams_steps_and_saves_the_trajectory(tmp_path: Path, test_ima
     assert result.exit_code == 0, result.output
     assert "(224, 224)" in result.output and '"width": 224' in result.output
     flat = result.output.replace("\n", "")
-    assert "trajectory saved to " in flat and f"chats.db (chat " in flat and f" and {out}" in flat
+    assert "trajectory saved to " in flat and "chats.db (chat " in flat and f" and {out}" in flat
     [traj] = list(read_trajectories(out))
     assert traj.final_answer == {"width": 224} and traj.ended == "final_answer"
     assert traj.task.attachments[0].sha256

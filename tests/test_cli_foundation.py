@@ -21,6 +21,13 @@ def test_version_and_help() -> None:
         assert f"  {cmd} " in out
 
 
+def test_the_tiny_model_command_offers_every_architecture_the_builder_has() -> None:
+    from t3edge.cli.dev import ARCHS
+    from tinymodels import ARCHS as BUILT
+
+    assert ARCHS == BUILT
+
+
 @pytest.mark.slow
 def test_tiny_model_then_generate_streams_and_reports_counts(tmp_path: Path, test_image: Path) -> None:
     made = t3("dev", "tiny-model", "tiny", "--arch", "qwen2_5_vl", cwd=tmp_path)

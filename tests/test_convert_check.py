@@ -96,7 +96,7 @@ def test_files_swapped_are_rejected(pair) -> None:  # noqa: ANN001
 def test_mmproj_of_another_model_is_rejected(pair, tmp_path: Path) -> None:  # noqa: ANN001
     pytest.importorskip("llama_cpp")
     from t3edge.backends.llama import LlamaBackend
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     other = convert_to_gguf(build_tiny_model(tmp_path / "wide", "qwen2_vl", hidden_size=96, heads=6),
                             tmp_path / "wide-gguf", "f16")
@@ -110,7 +110,7 @@ def test_lora_that_does_not_fit_the_base_is_rejected(pair, tmp_path: Path, tiny_
     from converters.lora import random_adapter, write_gguf_lora
     from converters.source import ModelSource
     from t3edge.backends.llama import LlamaBackend
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     other = ModelSource(build_tiny_model(tmp_path / "wide", "qwen2_vl", hidden_size=96, heads=6, kv_heads=2))
     lora = write_gguf_lora(random_adapter(other), tmp_path / "wide-lora.gguf", n_layers=2)

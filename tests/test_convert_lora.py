@@ -121,7 +121,7 @@ def test_fused_model_equals_base_plus_adapter(trained_adapter: Path, tiny_qwen2_
 
 def test_fuse_rejects_an_adapter_for_another_model(trained_adapter: Path, tmp_path: Path) -> None:
     from converters.fuse import fuse
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     other = build_tiny_model(tmp_path / "wide", "qwen2_vl", hidden_size=96, heads=6)
     with pytest.raises(BadInput, match="different base model"):

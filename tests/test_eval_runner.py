@@ -17,7 +17,8 @@ from t3edge.eval.gta import load_gta
 from t3edge.eval.jobs import collect, merge
 from t3edge.eval.records import RunInfo, Shard, read_records, result_files, write_run_info
 from t3edge.eval.runner import Solved, gta_suite, run_suite
-from t3edge.trajectory import Step, Trajectory, iter_jsonl
+from t3edge.jsonl import iter_jsonl
+from t3edge.trajectory import Step, Trajectory
 
 ANSWERS = {"0": "4", "1": "red", "2": "a car", "3": None, "4": "25%", "5": "5 dollars"}
 

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("t3edge", "synth", "tui", "converters")
-WINGS = ("synth", "tui", "converters")
+PACKAGES = ("t3edge", "synth", "tui", "converters", "tinymodels")
+WINGS = ("synth", "tui", "converters", "tinymodels")
 
 
 def modules() -> dict[str, Path]:

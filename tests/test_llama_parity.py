@@ -30,7 +30,7 @@ TEXT_TOL = 1e-4
 @pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
 def parity_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     from converters.hf_to_gguf import convert_to_gguf
-    from t3edge.testing import build_tiny_model
+    from tinymodels import build_tiny_model
 
     root = tmp_path_factory.mktemp(f"parity-{request.param}")
     src = build_tiny_model(root / "hf", request.param, rms_norm_eps=1e-12, seed=3)

@@ -20,7 +20,7 @@ from t3edge.backends.constrain import Vocabulary, llama_vocabulary
 from t3edge.errors import BackendError, T3Error
 from t3edge.protocol import END_ACTION, STOP_STRINGS, format_step, parse_model_output
 from t3edge.scripted_server import Fault, ScriptedOpenAIServer
-from t3edge.step_grammar import STEP_GBNF, STEP_REGEX, is_step
+from t3edge.step_grammar import STEP_GBNF, is_step
 from t3edge.trajectory import Task
 
 GOOD = [

@@ -21,7 +21,8 @@ from synth.stats import collect
 from synth.store import RunStore
 from t3edge.cli import cli
 from t3edge.scripted_server import ScriptedOpenAIServer
-from t3edge.trajectory import from_mmtraj, iter_jsonl
+from t3edge.jsonl import iter_jsonl
+from t3edge.mmtraj import from_mmtraj
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from t3edge.testing import SPECIAL_TOKENS, build_tiny_model
+from tinymodels import SPECIAL_TOKENS, build_tiny_model
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:

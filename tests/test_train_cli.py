@@ -43,7 +43,7 @@ def logits(model_dir: Path, adapter: Path | None = None) -> np.ndarray:
 def test_prepare_prints_histogram_and_counts(tiny_qwen2_vl: Path, test_image: Path, tmp_path: Path) -> None:
     from test_train_data import make_traj
 
-    from t3edge.trajectory import JsonlWriter
+    from t3edge.jsonl import JsonlWriter
 
     data = tmp_path / "d.jsonl"
     with JsonlWriter(data) as w:

@@ -11,15 +11,9 @@ import pytest
 from t3edge.conversation import trajectory_messages
 from t3edge.images import ImagePolicy
 from t3edge.protocol import observation_message
-from t3edge.trajectory import (
-    Attachment,
-    JsonlWriter,
-    Step,
-    Task,
-    Trajectory,
-    from_mmtraj,
-    to_mmtraj,
-)
+from t3edge.jsonl import JsonlWriter
+from t3edge.mmtraj import from_mmtraj, to_mmtraj
+from t3edge.trajectory import Attachment, Step, Task, Trajectory
 
 SYSTEM = "You are an agent that writes Python to use tools."
 
@@ -208,7 +202,7 @@ def test_prepare_drops_and_splits(tiny_qwen2_vl: Path, test_image: Path, loaded)
 def test_bad_records_are_reported(tmp_path: Path) -> None:
     from t3edge.errors import BadInput
     from t3edge.train.data import load_trajectories
-    from t3edge.trajectory import BadLine
+    from t3edge.jsonl import BadLine
 
     path = tmp_path / "bad.jsonl"
     path.write_text('{"neither": 1}\n')

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_train_data import make_traj
 
-from t3edge.trajectory import JsonlWriter
+from t3edge.jsonl import JsonlWriter
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
 

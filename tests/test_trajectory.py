@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from t3edge.errors import T3Error
-from t3edge.trajectory import (
-    Attachment, BadLine, JsonlWriter, MMTrajRecord, Step, Task, Trajectory, file_kind, from_mmtraj,
-    iter_jsonl, read_trajectories, to_mmtraj,
-)
+from t3edge.jsonl import BadLine, JsonlWriter, iter_jsonl
+from t3edge.mmtraj import MMTrajRecord, from_mmtraj, to_mmtraj
+from t3edge.trajectory import Attachment, Step, Task, Trajectory, file_kind, read_trajectories
 
 SYSTEM = "You are an expert assistant who can solve any task using code blobs."
 STEP0 = 'Thought: I read the receipt.\nCode:\n```py\ntext = ocr(image_path="r.jpg")\nprint(text)\n```<end_action>'

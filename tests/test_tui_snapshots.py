@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from tui_helpers import make_app, own_data_dir  # noqa: F401 (own_data_dir: autouse fixture)
 
-from t3edge.testing import make_test_image
+from tinymodels import make_test_image
 from t3edge.trajectory import Attachment, Step, Task, Trajectory
 from tui.app import LIGHT, T3App
 from tui.screens.attach import AttachScreen

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -19,13 +19,17 @@ from textual.widget import Widget
 from t3edge.backends import Backend
 from t3edge.errors import T3Error
 from t3edge.models import BackendKind, load_models_config
-from t3edge.trajectory import Attachment, Trajectory
+from t3edge.trajectory import Trajectory
 from tui.runner import ModelFailed, ModelLoaded, load_model
 from tui.screens.chat import ChatScreen, ending_notice
-from t3edge.chats import ChatStore
+from t3edge.chats import ChatStore, restore_attachments
 from tui.sessions import aside_notice, export_folder, open_store
 from tui.settings import TuiConfig, TuiState, load_tui_config, tui_dir
 from tui.widgets.steps import FinalAnswerView, Notice, StepView, UserMessage
+
+if TYPE_CHECKING:
+    from t3edge.agent.approval import Approver
+    from t3edge.chat import Chat
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
@@ -128,10 +132,16 @@ class T3App(App[None]):
 
     # -- sessions --------------------------------------------------------------------------------
 
-    def save_run(self, traj: Trajectory) -> None:
-        if self.session_id is None:
-            self.session_id = self.store.create(title=traj.task.query.splitlines()[0][:60], model=traj.model)
-        self.store.add_run(self.session_id, traj)
+    def chat_for(self, backend: Backend, history: list[Trajectory], approver: Approver) -> Chat:
+        """The Chat the next message runs in: this session (created with its first run), its earlier
+        runs with any attachment whose file has gone read back from the store."""
+        from t3edge.agent.config import load_agent_config
+        from t3edge.chat import Chat
+
+        return Chat(backend, config=load_agent_config(self.agent_overrides), store=self.store,
+                    chat_id=self.session_id,
+                    history=[restore_attachments(self.store, t, tui_dir() / "files") for t in history],
+                    approver=approver)
 
     async def open_session(self, session_id: str) -> None:
         from t3edge.conversation import chat_chain
@@ -148,32 +158,15 @@ class T3App(App[None]):
         await self.chat.show_runs(runs, history)
         self.sub_title = info.title
 
-    def continuable(self, traj: Trajectory) -> Trajectory:
-        """A saved run whose attachments are readable again (stored copies of files since gone)."""
-        attachments = [self._available(a) for a in traj.task.attachments]
-        if attachments == traj.task.attachments:
-            return traj
-        return traj.model_copy(update={"task": traj.task.model_copy(update={"attachments": attachments})})
-
     def run_widgets(self, traj: Trajectory) -> list[Widget]:
         """A saved run as it looked live: message, every step (collapsed), answer, how it ended."""
-        attachments = [self._available(a) for a in traj.task.attachments]
+        attachments = restore_attachments(self.store, traj, tui_dir() / "files").task.attachments
         widgets: list[Widget] = [UserMessage(traj.task.query, attachments)]
         widgets += [StepView.finished(step, previews=self.config.image_previews) for step in traj.steps]
         if traj.final_answer is not None:
             widgets.append(FinalAnswerView(traj.final_answer))
         widgets.append(ending_notice(traj))
         return widgets
-
-    def _available(self, att: Attachment) -> Attachment:
-        """The attachment, or its stored copy when the original file has gone (if one was stored)."""
-        if Path(att.path).is_file() or att.sha256 is None:
-            return att
-        try:
-            restored = self.store.restore_file(att.sha256, att.path, tui_dir() / "files")
-        except T3Error:
-            return att
-        return att.model_copy(update={"path": str(restored)})
 
     async def action_new_chat(self) -> None:
         if self.chat.running:

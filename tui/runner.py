@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
@@ -18,11 +17,12 @@ from t3edge.backends import Backend
 from t3edge.loading import load_backend
 from t3edge.errors import T3Error
 from t3edge.models import BackendKind
-from t3edge.trajectory import Task, Trajectory
+from t3edge.trajectory import Task
 
 if TYPE_CHECKING:  # the agent package (with its tools) is imported off the start-up path
     from t3edge.agent.approval import Decision, Proposal
     from t3edge.agent.events import AgentEvent
+    from t3edge.chat import Chat
 
 
 class ModelLoaded(Message):
@@ -104,27 +104,10 @@ def load_model(target: MessagePump, spec: str, kind: BackendKind | None, adapter
     target.post_message(ModelLoaded(spec, backend))
 
 
-def run_agent(target: MessagePump, backend: Backend, task: Task, cancel: threading.Event,
-              history: Sequence[Trajectory] = (), agent_overrides: dict[str, Any] | None = None) -> None:
-    """Run the agent on `task` (continuing the chat's earlier runs in `history`), posting each
-    event; an exception becomes RunCrashed. `agent_overrides`: `agent` settings of the command line."""
-    from t3edge.agent import Agent
-    from t3edge.agent.config import load_agent_config
-
+def run_agent(target: MessagePump, chat: Chat, task: Task, cancel: threading.Event) -> None:
+    """Run `task` in `chat` (which saves it), posting each event; an exception becomes RunCrashed."""
     try:
-        agent = Agent(backend, config=load_agent_config(agent_overrides), approver=app_approver(target, cancel))
-        for event in agent.run(task, cancel=cancel, history=history):
+        for event in chat.run(task, cancel):
             target.post_message(AgentEventMessage(event))
     except Exception as exc:  # noqa: BLE001 - a crashing backend or tool must not take the app down
         target.post_message(RunCrashed(describe(exc)))
-
-
-def followup_problem(backend: Backend, history: Sequence[Trajectory], task: Task) -> str | None:
-    """Why `task` cannot continue the chat `history` with this model (its context would overflow,
-    or it cannot see the chat's images), or None."""
-    from t3edge.agent import Agent
-    from t3edge.agent.config import load_agent_config
-
-    if not backend.supports_images and any(traj.task.images and traj.images_shown for traj in history):
-        return f"{backend.model_id} is a text-only model and the chat showed images to its model"
-    return Agent(backend, config=load_agent_config()).followup_overflow(history, task)

@@ -75,9 +75,12 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _link_attachments(files: list[Path], workspace: Path) -> None:
-    """Make each attachment reachable by its bare name in the workspace (a read-only link)."""
+    """Make each attachment reachable by its bare name in the workspace (a read-only link); a link
+    whose file has gone (a follow-up given the store's copy) is pointed at the new path."""
     for f in files:
         link = workspace / f.name
+        if link.is_symlink() and not link.exists():
+            link.unlink()
         if link.exists() or link.is_symlink() or f.parent == workspace:
             continue
         try:

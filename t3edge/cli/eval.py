@@ -80,13 +80,13 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
          config_file: str | None, no_progress: bool, token: str | None = None, extra: dict[str, Any] | None = None) -> None:
     from t3edge.eval.config import load_eval_config
     from t3edge.eval.jobs import prepare_run, run_job
+    from t3edge.chat import prepare_model
     from t3edge.eval.records import Shard
-    from t3edge.models import load_models_config
 
     console = _console()
     cfg = load_eval_config({"max_steps": max_steps, **(extra or {})}, file=config_file)
     shard_spec = Shard.parse(shard) if shard else None
-    model = model or load_models_config().default_model(backend)  # type: ignore[arg-type]
+    model = prepare_model(model, backend)  # type: ignore[arg-type]
     run = prepare_run(benchmark, model, cfg, data=data, backend=backend, adapter=adapter,  # type: ignore[arg-type]
                       limit=limit, out=out, token=token,
                       agent_overrides={"format": step_format} if step_format else None)

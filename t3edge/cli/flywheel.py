@@ -208,7 +208,7 @@ class Flywheel:
 
     def _teach_summary(self) -> tuple[int, dict[str, int]]:
         """(trajectories kept, dropped by reason), from the teacher's files."""
-        from t3edge.trajectory import iter_jsonl
+        from t3edge.jsonl import iter_jsonl
 
         dropped: dict[str, int] = {}
         dropped_file = self.trajectories.parent / "dropped.jsonl"
@@ -226,7 +226,8 @@ class Flywheel:
         from synth.pipeline import run_pipeline
         from synth.store import RunStore
         from t3edge.tasks import check
-        from t3edge.trajectory import JsonlWriter, Verdict
+        from t3edge.jsonl import JsonlWriter
+        from t3edge.trajectory import Verdict
 
         url, _, model = self.settings.teacher.partition("#")
         run = self.out / "teacher" / "engine"
@@ -361,7 +362,7 @@ def _pct(value: float | None) -> str:
 
 
 def _training_figures(metrics: Path) -> dict[str, float]:
-    from t3edge.trajectory import iter_jsonl
+    from t3edge.jsonl import iter_jsonl
 
     rows = list(iter_jsonl(metrics, on_bad_line="skip")) if metrics.is_file() else []
     tokens = sum(r["tokens"] for r in rows)

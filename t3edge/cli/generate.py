@@ -26,6 +26,7 @@ def generate(prompt: str, model: str | None, images: tuple[str, ...], backend: s
              adapter: str | None, system: str | None, max_tokens: int | None,
              temperature: float | None, top_p: float | None, seed: int | None) -> None:
     """Answer PROMPT about the given images, streaming tokens, then print token counts."""
+    from t3edge.chat import prepare_model
     from t3edge.loading import load_backend
     from t3edge.models import load_models_config
 
@@ -35,10 +36,7 @@ def generate(prompt: str, model: str | None, images: tuple[str, ...], backend: s
         "generation.max_tokens": max_tokens, "generation.temperature": temperature,
         "generation.top_p": top_p, "generation.seed": seed,
     })
-    spec = model or cfg.default_model(backend)  # type: ignore[arg-type]
-    from t3edge.blas import fast_blas_for
-
-    fast_blas_for(spec, backend)  # type: ignore[arg-type]
+    spec = prepare_model(model, backend)  # type: ignore[arg-type]
     engine = load_backend(spec, backend=backend, adapter=adapter, config=cfg)  # type: ignore[arg-type]
 
     parts: list[Part] = [ImagePart(p) for p in images]

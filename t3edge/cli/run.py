@@ -6,8 +6,6 @@ import json
 import signal
 import sqlite3
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -18,8 +16,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 
-from t3edge.agent import Agent, load_agent_config
-from t3edge.blas import fast_blas_for
+from t3edge.agent import load_agent_config
 from t3edge.cli.approve import terminal_approver
 from t3edge.agent.events import (
     AgentEvent,
@@ -34,10 +31,9 @@ from t3edge.agent.events import (
     TokenDelta,
 )
 from t3edge.chats import ChatStore, default_store, store_path
-from t3edge.conversation import chat_chain
-from t3edge.errors import BadInput, T3Error
-from t3edge.images import load_image
-from t3edge.trajectory import Attachment, JsonlWriter, Task, Trajectory
+from t3edge.errors import BadInput
+from t3edge.jsonl import JsonlWriter
+from t3edge.trajectory import Trajectory
 
 
 def _show(console: Console, event: AgentEvent) -> None:
@@ -96,31 +92,29 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         workspace: str | None, as_json: bool, out: str | None, config_file: str | None,
         continue_id: str | None) -> None:
     """Run the agent on QUERY with the attached files, streaming each step."""
-    from t3edge.loading import load_backend
-    from t3edge.models import load_models_config
+    from t3edge.chat import Chat, load_model, new_task, prepare_model
 
-    if not query.strip():
-        raise BadInput("the task is empty", hint='say what to do: t3edge run "What is the total?" --file receipt.jpg')
     config = load_agent_config({"max_steps": max_steps, "web": web, "approve": approve, "format": step_format},
                                file=config_file)
-    attachments = [Attachment.from_path(Path(f).resolve()) for f in files]
-    for attachment in attachments:  # fail on a bad image before loading any model
-        if attachment.is_image:
-            load_image(attachment.path)
+    task = new_task(query, files)  # a bad image fails here, before any model loads
     store = _open_store()  # before the run, so a finished run always has somewhere to go
-    chat_id = store.find(continue_id) if continue_id else None
-    history = chat_chain(store.runs(chat_id)) if chat_id else []
+    if continue_id:
+        store.find(continue_id)  # an unknown chat fails before the model loads
     writer = _open_writer(Path(out)) if out else None
-    task_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    task = Task(id=task_id, query=query, attachments=attachments)
     console = Console(stderr=as_json, highlight=False)
-    model = model or load_models_config().default_model(backend)  # type: ignore[arg-type]
-    fast_blas_for(model, backend)  # type: ignore[arg-type]
+    model = prepare_model(model, backend)  # type: ignore[arg-type]
     with console.status(f"loading {escape(model)}...", spinner="dots"):
-        loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]
+        loaded = load_model(model, backend, adapter)  # type: ignore[arg-type]
     cancel = threading.Event()
-    agent = Agent(loaded, config=config, workspace=Path(workspace) if workspace else None,
-                  approver=terminal_approver(console, cancel))
+    options = {"config": config, "workspace": Path(workspace) if workspace else None,
+               "approver": terminal_approver(console, cancel)}
+    chat = Chat.resume(loaded, store, continue_id, **options) if continue_id else Chat(loaded, store=store, **options)
+    problem = chat.problem(task)
+    if problem is not None:
+        loaded.close()
+        raise BadInput(f"this question cannot continue chat {chat.chat_id}: {problem}",
+                       hint="ask it without --continue, to start a new chat")
+    agent = chat.agent()
     if (click.get_current_context().find_root().obj or {}).get("debug"):
         count = loaded.count_tokens(agent.system_prompt())
         console.print(f"[dim]system prompt: {agent.prompt_style()}, "
@@ -130,7 +124,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     generated = 0
     previous_handler = signal.signal(signal.SIGINT, _first_interrupt_cancels(cancel))
     try:
-        for event in agent.run(task, cancel, history=history):
+        for event in chat.run(task, cancel):
             if isinstance(event, RunFinished):
                 trajectory = event.trajectory
             elif as_json:
@@ -152,8 +146,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         status.stop()
         loaded.close()
     assert trajectory is not None
-    chat_id = chat_id or store.create(_title(query), model=trajectory.model)
-    store.add_run(chat_id, trajectory)
+    chat_id = chat.chat_id
     store.close()
     if writer is not None:
         with writer:
@@ -172,17 +165,11 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     if trajectory.ended not in ("final_answer", "cancelled", "backend_error"):  # those two: below
         reason = trajectory.error or ""
         console.print(f"[yellow]no final answer ({trajectory.ended}){': ' + escape(reason) if reason else ''}[/yellow]")
-    console.print(f"trajectory saved to {escape(saved)}, task {task_id}; "
+    console.print(f"trajectory saved to {escape(saved)}, task {task.id}; "
                   f"files in {escape(trajectory.workspace or '')}")
     console.print(f"[dim]follow up: t3edge run --continue {chat_id} \"...\"  (or in the app: "
                   f"t3edge chat --session {chat_id})[/dim]")
     _exit_on_failure(trajectory, saved)
-
-
-def _title(query: str) -> str:
-    """A chat's title: the first line of its first question, shortened."""
-    line = query.strip().splitlines()[0]
-    return line if len(line) <= 60 else line[:59] + "…"
 
 
 def _open_store() -> ChatStore:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from t3edge.eval.gta_tools import gta_tools, own_tool_calls, recorded
 from t3edge.eval.items import ToolCall
 from t3edge.eval.runner import Item, Solved, Solver
 from t3edge.eval.tasks import TaskItem
-from t3edge.trajectory import Task, Trajectory, safe_name
+from t3edge.tools.base import ToolSet
+from t3edge.trajectory import Task, Trajectory
 
 
 def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces: Path, *,
@@ -24,12 +24,14 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
     `backend` makes the model; it is called once, or once per item when `fresh_backend` (a
     replayed script then starts from its first output for every item, so resumed and sharded
     runs replay exactly what a single run does). Each item works in its own empty folder under
-    `workspaces`. GTA items get GTA's tools under their own names
+    `workspaces` (started clean, by the `Chat`). GTA items get GTA's tools under their own names
     when `gta_names`; their calls are recorded for the tool metrics, as are the calls of the
     built-in tasks (t3edge's own tools).
     """
-    from t3edge.agent import Agent
+    from t3edge.chat import Chat
     from t3edge.tools import default_tools
+
+    config = config.model_copy(update={"workspace": workspaces})
 
     shared: list[Backend] = []
 
@@ -43,22 +45,19 @@ def agent_solver(backend: Callable[[], Backend], config: AgentConfig, workspaces
         shared.append(backend())
         return shared[0]
 
-    def run(agent: Agent, task: Task) -> Trajectory:
-        trajectory = agent.run_to_end(task)
+    def run(tools: ToolSet, task: Task) -> Trajectory:
+        trajectory = Chat(model(), tools=tools, config=config).run_to_end(task)
         if trajectory.ended == "backend_error":  # not the model's answer: leave the item for a rerun
             raise BackendError(trajectory.error or "the model failed")
         return trajectory
 
     def solve(item: Item) -> Solved:
         task = item.task()
-        workspace = workspaces / safe_name(item.id, "item")
-        if workspace.exists():  # left by an interrupted attempt: start clean, as a first attempt does
-            shutil.rmtree(workspace)
         if isinstance(item, GTAItem) and gta_names:
             tools = gta_tools()
-            trajectory = run(Agent(model(), tools=tools, config=config, workspace=workspace), task)
+            trajectory = run(tools, task)
             return Solved(trajectory, recorded(tools.take()))
-        trajectory = run(Agent(model(), tools=default_tools(), config=config, workspace=workspace), task)
+        trajectory = run(default_tools(), task)
         if isinstance(item, GTAItem):
             return Solved(trajectory, own_tool_calls([n for s in trajectory.steps for n in s.tools_called]))
         if isinstance(item, TaskItem):  # the task's checker and tool choice need the calls made

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from t3edge.errors import BadInput
 from t3edge.eval.items import schema_error
-from t3edge.trajectory import Attachment, Task, iter_jsonl
+from t3edge.jsonl import iter_jsonl
+from t3edge.trajectory import Attachment, Task
 
 HUB_REPO = "gaia-benchmark/GAIA"
 _HINT = "expected GAIA's metadata.jsonl or metadata.parquet (columns task_id, Question, Level, Final answer, file_name)"

@@ -24,7 +24,8 @@ from t3edge.eval.runner import RunOutcome, Solver, Suite, gaia_suite, gta_suite,
 from t3edge.eval.similarity import Similarity, load_similarity
 from t3edge.eval.tasks import load_task_items, task_split, tasks_index
 from t3edge.models import BackendKind
-from t3edge.trajectory import JsonlWriter, Trajectory, sha256_file
+from t3edge.jsonl import JsonlWriter
+from t3edge.trajectory import Trajectory, sha256_file
 
 
 def benchmark_folder(benchmark: Benchmark) -> Path:

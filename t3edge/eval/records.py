@@ -15,7 +15,8 @@ from t3edge.eval.gaia_score import GAIAVerdict
 from t3edge.eval.gta_score import GTAVerdict
 from t3edge.eval.items import Benchmark, ToolCall
 from t3edge.eval.tasks import TasksVerdict
-from t3edge.trajectory import Trajectory, iter_jsonl
+from t3edge.jsonl import iter_jsonl
+from t3edge.trajectory import Trajectory
 
 RUN_FILE = "run.json"
 RESULTS = "results.jsonl"

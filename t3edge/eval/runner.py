@@ -27,7 +27,8 @@ from t3edge.eval.items import Benchmark, ToolCall
 from t3edge.eval.records import RESULTS, EvalRecord, Shard, Verdict, read_records, result_files
 from t3edge.eval.tasks import TaskItem, score_task
 from t3edge.eval.similarity import Similarity
-from t3edge.trajectory import JsonlWriter, Trajectory
+from t3edge.jsonl import JsonlWriter
+from t3edge.trajectory import Trajectory
 
 MAX_CONSECUTIVE_FAILURES = 3
 

@@ -10,7 +10,6 @@ length and vision (default SmolLM2-135M: 8192 tokens, text-only, so the compact 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,7 +21,8 @@ from t3edge.agent.config import AgentConfig
 from t3edge.tasks.checkers import check
 from t3edge.tasks.generate import reference_outputs
 from t3edge.tasks.schema import TaskRecord
-from t3edge.trajectory import JsonlWriter, Trajectory, Verdict, iter_jsonl, safe_name
+from t3edge.jsonl import JsonlWriter, iter_jsonl
+from t3edge.trajectory import Trajectory, Verdict
 
 STUDENT_CONTEXT = 8192  # SmolLM2-135M-Instruct
 DROPPED = "dropped.jsonl"
@@ -78,20 +78,19 @@ def judge(record: TaskRecord, trajectory: Trajectory) -> tuple[str | None, str]:
     return None, ""
 
 
-def teach_one(record: TaskRecord, folder: Path, workspace: Path, config: AgentConfig, *,
+def teach_one(record: TaskRecord, folder: Path, workspaces: Path, config: AgentConfig, *,
               context_length: int | None = STUDENT_CONTEXT, vision: bool = False) -> Trajectory:
-    """Run one task's reference through the agent (the real sandbox and default tools)."""
-    from t3edge.agent import Agent
+    """Run one task's reference through the agent (the real sandbox and default tools), in a
+    clean folder under `workspaces`."""
     from t3edge.backends.replay import ReplayBackend
+    from t3edge.chat import Chat
     from t3edge.tools import default_tools
 
     backend = ReplayBackend(reference_outputs(record))
     backend.context_length = context_length
     backend.supports_images = vision
-    if workspace.exists():
-        shutil.rmtree(workspace)
-    agent = Agent(backend, tools=default_tools(), config=config, workspace=workspace)
-    trajectory = agent.run_to_end(record.task(folder))
+    chat = Chat(backend, tools=default_tools(), config=config.model_copy(update={"workspace": workspaces}))
+    trajectory = chat.run_to_end(record.task(folder))
     trajectory.meta.update({"source": "t3edge.tasks.teach", "family": record.family, "split": record.split,
                             "held_out": record.held_out, "answer_key": record.answer})
     return trajectory
@@ -126,9 +125,8 @@ def teach(records: Sequence[TaskRecord], folder: str | Path, out_jsonl: str | Pa
             if record.id in done:
                 report.skipped += 1
             else:
-                workspace = root / safe_name(record.id)
                 try:
-                    trajectory = teach_one(record, folder, workspace, config,
+                    trajectory = teach_one(record, folder, root, config,
                                            context_length=context_length, vision=vision)
                     reason, detail = judge(record, trajectory)
                 except Exception as exc:  # noqa: BLE001 - a broken task is dropped, not the whole run

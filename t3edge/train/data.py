@@ -24,7 +24,9 @@ from t3edge.backends.mlx import hf_messages
 from t3edge.conversation import chat_chain, chat_messages, trajectory_messages
 from t3edge.errors import BadInput, T3Error
 from t3edge.images import ImagePolicy, load_image, normalize_image
-from t3edge.trajectory import BadLine, Trajectory, from_mmtraj, iter_jsonl
+from t3edge.jsonl import BadLine, iter_jsonl
+from t3edge.mmtraj import from_mmtraj
+from t3edge.trajectory import Trajectory
 
 
 def load_trajectories(path: str | Path, *, image_root: str | Path | None = None) -> list[Trajectory]:

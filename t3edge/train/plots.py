@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from t3edge.trajectory import iter_jsonl
+from t3edge.jsonl import iter_jsonl
 
 
 def loss_curve(metrics: Path, png: Path) -> Path:

@@ -50,7 +50,7 @@ from t3edge.train.model import (
     save_adapter,
 )
 from t3edge.train.plots import loss_curve
-from t3edge.trajectory import JsonlWriter, iter_jsonl
+from t3edge.jsonl import JsonlWriter, iter_jsonl
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"

@@ -8,7 +8,6 @@ the log follows new output only while it is scrolled to the bottom.
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,8 +32,8 @@ from t3edge.agent.events import (
     TokenDelta,
 )
 from t3edge.errors import T3Error
-from t3edge.trajectory import Attachment, Task, Trajectory, file_kind
-from tui.runner import AgentEventMessage, ApprovalRequested, RunCrashed, followup_problem, run_agent
+from t3edge.trajectory import Trajectory, file_kind
+from tui.runner import AgentEventMessage, ApprovalRequested, RunCrashed, app_approver, run_agent
 from tui.screens.dialogs import Confirm
 from tui.widgets.attachments import AttachmentBar
 from tui.widgets.prompt import PromptInput
@@ -43,6 +42,7 @@ from tui.widgets.steps import FinalAnswerView, StepView, UserMessage
 from tui.widgets.steps import Notice as NoticeLine  # a line in the chat; agent Notices are notifications
 
 if TYPE_CHECKING:
+    from t3edge.chat import Chat
     from tui.app import T3App
 
 ENDINGS = {
@@ -74,6 +74,7 @@ class ChatScreen(Screen[None]):
         self.warned_context = False
         self.runs_ended = 0
         self.history: list[Trajectory] = []  # the chat's finished runs, each continuing the ones before
+        self.chat_run: Chat | None = None  # the Chat of the last message sent
 
     def compose(self) -> ComposeResult:
         yield StatusLine(warn_ratio=self.app.config.context_warn_ratio, id="status")
@@ -153,14 +154,16 @@ class ChatScreen(Screen[None]):
         if backend is None:
             self.notify(self.app.model_problem or "The model is still loading…", severity="warning")
             return
-        paths = self.attachments.paths
+        from t3edge.chat import new_task  # the agent and its tools load off the start-up path
+
         try:
-            task = Task(id=uuid.uuid4().hex[:12], query=query, attachments=[Attachment.from_path(p) for p in paths])
+            task = new_task(query, self.attachments.paths)
         except T3Error as exc:
             self.notify(str(exc), severity="error")
             return
-        history = [self.app.continuable(traj) for traj in self.history]
-        problem = followup_problem(backend, history, task) if history else None
+        cancel = threading.Event()
+        chat = self.app.chat_for(backend, self.history, app_approver(self, cancel))
+        problem = chat.problem(task)
         if problem is not None:
             self.offer_new_chat(query, problem)
             return
@@ -170,11 +173,11 @@ class ChatScreen(Screen[None]):
         self.warned_context = False
         self.log_view.mount(UserMessage(task.query, task.attachments))
         self.log_view.anchor()
-        self.cancel_event = threading.Event()
+        self.cancel_event = cancel
         self.status.state = "running"
-        cancel = self.cancel_event
+        self.chat_run = chat
         self.run_worker(
-            lambda: run_agent(self, backend, task, cancel, history, self.app.agent_overrides),
+            lambda: run_agent(self, chat, task, cancel),
             thread=True, group="agent",
             name="agent-run", exit_on_error=False,
         )
@@ -269,8 +272,9 @@ class ChatScreen(Screen[None]):
     def _finished(self, traj: Trajectory) -> None:
         self._end_run()
         self.log_view.mount(ending_notice(traj))
-        self.history.append(traj)
-        self.app.save_run(traj)
+        self.history.append(traj)  # the run's Chat saved it
+        if self.chat_run is not None:
+            self.app.session_id = self.chat_run.chat_id
         if traj.ended == "context_full" and not traj.steps and traj.continues:
             # a follow-up that the model could not even start: offer to ask it afresh
             self.offer_new_chat(traj.task.query, traj.error or "the model's context is full",

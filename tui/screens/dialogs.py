@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
 if TYPE_CHECKING:  # the agent package is imported off the start-up path
-    from t3edge.agent.approval import Decision, Proposal
+    from t3edge.agent.approval import Proposal
 
 
 class AskText(ModalScreen[str | None]):
