@@ -264,6 +264,14 @@ class ChatStore:
         ).fetchall()
         return [Trajectory.model_validate_json(text) for (text,) in rows]
 
+    def trajectory(self, task_id: str) -> Trajectory:
+        """The saved run of the task `task_id`."""
+        row = self.db.execute("SELECT trajectory FROM runs WHERE json_extract(trajectory, '$.task.id') = ?",
+                              (task_id,)).fetchone()
+        if row is None:
+            raise T3Error(f"no run {task_id!r} in {self.path}", hint="list the chats with `t3edge logs list`")
+        return Trajectory.model_validate_json(row[0])
+
     def search(self, words: str, limit: int = 50) -> list[SearchHit]:
         """Runs whose question, thoughts, code, observations, errors or answer contain all of
         `words` (whole words, any case; a trailing * matches a prefix), most recent first."""

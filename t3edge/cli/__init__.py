@@ -17,6 +17,7 @@ from t3edge.errors import T3Error
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("t3edge.cli.run:run", "Run the agent on a task with files, streaming each step."),
     "chat": ("tui.cli:chat", "Chat with the local agent about your files (terminal app)."),
+    "serve": ("t3edge.cli.serve:serve", "Serve the agent as an OpenAI-compatible HTTP endpoint."),
     "logs": ("t3edge.cli.logs:logs", "List, show, search and export the chats of `run` and the app."),
     "generate": ("t3edge.cli.generate:generate", "One VLM answer about images, streamed."),
     "models": ("t3edge.cli.models:models", "List, pull and locate models."),
