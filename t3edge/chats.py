@@ -127,7 +127,7 @@ class ChatStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.set_aside: Path | None = None
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         try:
             self._local.db = self._open()
@@ -144,11 +144,15 @@ class ChatStore:
         return db
 
     def _connect(self) -> sqlite3.Connection:
-        # each connection is used by its own thread only; any thread may close them all
+        """A connection for this thread; those of threads that have ended are closed (a worker
+        thread per run must not leave a file descriptor behind each time)."""
+        # each connection is used by its own thread only, so any thread may close it
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
         db.execute("PRAGMA foreign_keys = ON")
         with self._lock:
-            self._connections.append(db)
+            for thread in [t for t in self._connections if not t.is_alive()]:
+                self._connections.pop(thread).close()
+            self._connections[threading.current_thread()] = db
         return db
 
     def _open(self) -> sqlite3.Connection:
@@ -194,7 +198,7 @@ class ChatStore:
 
     def close(self) -> None:
         with self._lock:
-            for db in self._connections:
+            for db in self._connections.values():
                 db.close()
             self._connections.clear()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,26 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(T3Error, match="newer"):
         ChatStore(path)
     assert path.exists()
+
+
+def test_threads_that_saved_runs_leave_no_open_files_behind(tmp_path: Path) -> None:
+    """The app and the server save each run from the thread that ran it: one connection per
+    thread, closed once the thread has ended."""
+    store = ChatStore(tmp_path / "chats.db")
+    sid = store.create("many runs")
+    traj = Trajectory(task=Task(id="t", query="q"))
+
+    def save_in_thread() -> None:
+        thread = threading.Thread(target=store.add_run, args=(sid, traj))
+        thread.start()
+        thread.join()
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    save_in_thread()
+    before = open_files()
+    for _ in range(30):
+        save_in_thread()
+    assert open_files() <= before + 2 and len(store.runs(sid)) == 31
+    store.close()

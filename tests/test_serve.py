@@ -114,6 +114,24 @@ def test_a_follow_up_continues_the_conversation(tmp_path: Path) -> None:
         assert "match no saved chat" in other.model_extra["t3edge"]["notice"]  # type: ignore[index]
 
 
+def test_a_follow_up_the_model_cannot_take_is_refused_clearly(tmp_path: Path) -> None:
+    backend = ReplayBackend([LOOK, answer("no")])
+    with serving(backend, tmp_path) as (url, _):
+        client = openai.OpenAI(base_url=url, api_key="none")
+        first = client.chat.completions.create(model="tiny", messages=[image_message("How big?", data_url())])
+        backend.supports_images = False  # as if the server now ran a text-only model
+        chat_id = first.model_extra["t3edge"]["chat_id"]  # type: ignore[index]
+        with pytest.raises(openai.BadRequestError, match="text-only model and the chat showed images"):
+            client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "And?"}],
+                                           extra_body={"t3edge_chat": chat_id})
+        with pytest.raises(openai.APIError, match="text-only model and the chat showed images"):
+            list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "And?"}],
+                                                extra_body={"t3edge_chat": chat_id}, stream=True))
+        with pytest.raises(openai.NotFoundError, match="no chat or run"):
+            client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "And?"}],
+                                           extra_body={"t3edge_chat": "nope"})
+
+
 def test_plain_generation_by_model_suffix_or_flag(tmp_path: Path) -> None:
     with serving(ReplayBackend(["Paris is the capital.", "Rome, of course.", "Bern."]), tmp_path) as (url, store):
         client = openai.OpenAI(base_url=url, api_key="none")

@@ -326,13 +326,9 @@ class Server:
         if not query.strip():
             raise RequestError(400, "the last user message has no text: say what to do")
         try:
-            task = new_task(query, files)
+            return new_task(query, files)
         except T3Error as exc:
             raise RequestError(400, str(exc)) from exc
-        problem = chat.problem(task)
-        if problem is not None:
-            raise RequestError(400, f"this task cannot continue chat {chat.chat_id}: {problem}")
-        return task
 
     async def _agent(self, request: Request, req: CompletionRequest) -> Response:
         chat, notice = await asyncio.to_thread(self._chat, req)
@@ -340,6 +336,9 @@ class Server:
         cancel = threading.Event()
 
         def work(emit: Callable[[object], None]) -> None:
+            problem = chat.problem(task)  # in the model's turn: it may count tokens
+            if problem is not None:
+                raise RequestError(400, f"this task cannot continue chat {chat.chat_id}: {problem}")
             for event in chat.run(task, cancel):
                 emit(event)
 
@@ -353,7 +352,8 @@ class Server:
         async with aclosing(events):
             async for item in events:
                 if isinstance(item, Failed):
-                    raise RequestError(500, f"the run failed: {item.exc}", kind="server_error")
+                    raise item.exc if isinstance(item.exc, RequestError) else \
+                        RequestError(500, f"the run failed: {item.exc}", kind="server_error")
                 if isinstance(item, RunFinished):
                     trajectory = item.trajectory
         if trajectory is None:
@@ -463,7 +463,8 @@ class Server:
                 if item is None:
                     yield ": waiting\n\n"
                 elif isinstance(item, Failed):
-                    yield _sse_error(f"the run failed: {item.exc}")
+                    failure = item.exc
+                    yield _sse_error(failure.message if isinstance(failure, RequestError) else f"the run failed: {failure}")
                     break
                 else:
                     for line in render(item):
