@@ -33,14 +33,19 @@ from t3edge.tools import ToolSet
 from t3edge.trajectory import Attachment, Task, Trajectory
 
 
-def prepare_model(spec: str | None, kind: BackendKind | None = None) -> str:
-    """The model a command runs: `spec`, or the configured default for `kind` (the one default
-    rule). An MLX model on a Linux CPU first re-executes the process with a fast BLAS
-    (`t3edge.blas`; once: the relaunched process goes on)."""
-    from t3edge.blas import fast_blas_for
+def model_spec(spec: str | None, kind: BackendKind | None = None) -> str:
+    """The model a command runs: `spec`, or the configured default for `kind` (the one default rule)."""
     from t3edge.models import load_models_config
 
-    spec = spec or load_models_config().default_model(kind)
+    return spec or load_models_config().default_model(kind)
+
+
+def prepare_model(spec: str | None, kind: BackendKind | None = None) -> str:
+    """`model_spec`, after which an MLX model on a Linux CPU re-executes the process with a fast
+    BLAS (`t3edge.blas`; once: the relaunched process goes on)."""
+    from t3edge.blas import fast_blas_for
+
+    spec = model_spec(spec, kind)
     fast_blas_for(spec, kind)
     return spec
 

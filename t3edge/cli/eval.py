@@ -80,16 +80,17 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
          config_file: str | None, no_progress: bool, token: str | None = None, extra: dict[str, Any] | None = None) -> None:
     from t3edge.eval.config import load_eval_config
     from t3edge.eval.jobs import prepare_run, run_job
-    from t3edge.chat import prepare_model
+    from t3edge.chat import model_spec, prepare_model
     from t3edge.eval.records import Shard
 
     console = _console()
     cfg = load_eval_config({"max_steps": max_steps, **(extra or {})}, file=config_file)
     shard_spec = Shard.parse(shard) if shard else None
-    model = prepare_model(model, backend)  # type: ignore[arg-type]
+    model = model_spec(model, backend)  # type: ignore[arg-type]
     run = prepare_run(benchmark, model, cfg, data=data, backend=backend, adapter=adapter,  # type: ignore[arg-type]
                       limit=limit, out=out, token=token,
                       agent_overrides={"format": step_format} if step_format else None)
+    prepare_model(model, backend)  # type: ignore[arg-type]  (the data is fine: now the model's BLAS)
     folder = run.folder
     console.print(f"{benchmark.upper()}: {len(run.suite.selected(limit, shard_spec))} items"
                   f"{f' (shard {escape(shard)})' if shard else ''} with {escape(model)} -> {escape(str(folder))}")
