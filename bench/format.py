@@ -9,6 +9,7 @@ prompt (median of `--rounds`), which separates the grammar's cost from what the 
     python bench/format.py                                  # 20 tasks, both models, both engines
     python bench/format.py --engines gguf --tasks 40
     python bench/format.py --adapter-gguf runs/flywheel/adapter.gguf --models smollm2-135m
+    python bench/format.py --engines gguf --decode-only --rounds 7   # the grammar's cost alone
 
 MLX runs with a system OpenBLAS preloaded when one is installed (as the `t3edge` command does), on
 the folder dequantized and held in float32: on a CPU, MLX's quantized and float16 kernels are
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the raw decode timing")
     parser.add_argument("--adapter-gguf", default=None, help="a GGUF LoRA for llama.cpp (one model only)")
     parser.add_argument("--adapter-mlx", default=None, help="the same LoRA as an MLX adapter folder")
+    parser.add_argument("--decode-only", action="store_true", help="only the raw decode speed (no agent runs)")
     args = parser.parse_args()
     if "mlx" in args.engines:
         preload_fast_blas()
@@ -111,7 +113,7 @@ def main() -> None:
             for engine in args.engines:
                 adapter = args.adapter_gguf if engine == "gguf" else args.adapter_mlx
                 backend = load(model, engine, work, adapter)
-                for fmt in FORMATS:
+                for fmt in () if args.decode_only else FORMATS:
                     figures = agent_figures(backend, tasks, args.tasks, args.max_steps, args.max_tokens, fmt)
                     rows.append((model, engine, fmt, figures))
                     print(f"{model} {engine} {fmt}: {figures}", flush=True)
