@@ -59,7 +59,7 @@ from t3edge.serve.requests import (
     parse_request,
     task_turn,
 )
-from t3edge.trajectory import Trajectory
+from t3edge.trajectory import Task, Trajectory
 
 KEEPALIVE_S = 0.5  # an SSE comment this often while a stream has nothing to send (finds gone clients)
 _DONE = object()
@@ -318,7 +318,8 @@ class Server:
                   "(name the chat with t3edge_chat to continue it)") if turns else None
         return Chat(self.backend, config=config, store=self.store), notice
 
-    def _task(self, req: CompletionRequest, chat: Chat) -> Any:
+    def _task(self, req: CompletionRequest) -> Task:
+        """The task of the request's last message, its files saved and checked."""
         last = req.messages[-1]
         if last.role != "user":
             raise RequestError(400, "the last message must be the user's task")
@@ -332,7 +333,7 @@ class Server:
 
     async def _agent(self, request: Request, req: CompletionRequest) -> Response:
         chat, notice = await asyncio.to_thread(self._chat, req)
-        task = await asyncio.to_thread(self._task, req, chat)
+        task = await asyncio.to_thread(self._task, req)
         cancel = threading.Event()
 
         def work(emit: Callable[[object], None]) -> None:

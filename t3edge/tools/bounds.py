@@ -95,8 +95,8 @@ def call_bounded(name: str, fn: Callable[[], Any], timeout_s: float,
         worker.join(min(left, _POLL_S))
     if worker.is_alive():
         call.stop.set()
-        with call.model_lock:  # a call inside the model stops at its next token: wait for that
-            pass
+        call.model_lock.acquire()  # a call inside the model stops at its next token: wait for that
+        call.model_lock.release()
         why = "the run was cancelled" if cancel is not None and cancel.is_set() else \
             f"it ran longer than its {timeout_s:.3g} s limit"
         raise ToolTimeout(f"{name} was cut off: {why}")
