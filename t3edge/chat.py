@@ -1,8 +1,8 @@
 """A chat: the one owner of running the agent in a conversation.
 
 A `Chat` holds a loaded model, the agent's settings and tools, the chat's earlier runs and the
-store it saves to. `task()` makes a task (its id, its attachments checked); `run()` runs it as a
-fresh chat or as a follow-up of the earlier runs, in the chat's working folder, streams the
+store it saves to. `new_task()` makes a task (its id, its attachments checked); `Chat.run()` runs
+it as a fresh chat or as a follow-up of the earlier runs, in the chat's working folder, streams the
 agent's events, and saves the finished run. The command line, the terminal app, evaluation and
 synthesis all run the agent through it; none of them assembles a run.
 

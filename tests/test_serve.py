@@ -178,12 +178,14 @@ def test_bad_requests_get_clear_json_errors_and_the_server_stays_up(tmp_path: Pa
             client.chat.completions.create(model="tiny", messages=[image_message("Big?", data_url((900, 900), noise=True))])
         assert too_big.value.status_code == 413
         auth = {"Authorization": "Bearer secret"}
+        corrupt = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}
         for body, status, message in [
             (b"{nope", 400, "the body is not valid JSON"),
             (json.dumps({"messages": []}).encode(), 400, "messages"),
-            (json.dumps({"messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
-                {"type": "text", "text": "What?"}]}]}).encode(), 400, "not readable"),
+            (json.dumps({"messages": [{"role": "user", "content": [corrupt, {"type": "text", "text": "What?"}]}]}).encode(),
+             400, "cannot read image"),
+            (json.dumps({"model": "tiny:raw", "messages": [{"role": "user", "content": [corrupt]}]}).encode(),
+             400, "cannot read image"),
             (json.dumps({"messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": "/etc/passwd"}}, {"type": "text", "text": "?"}]}]}).encode(),
              403, "may not read"),

@@ -92,7 +92,8 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
         workspace: str | None, as_json: bool, out: str | None, config_file: str | None,
         continue_id: str | None) -> None:
     """Run the agent on QUERY with the attached files, streaming each step."""
-    from t3edge.chat import Chat, load_model, new_task, prepare_model
+    from t3edge.chat import Chat, new_task, prepare_model
+    from t3edge.loading import load_backend
 
     config = load_agent_config({"max_steps": max_steps, "web": web, "approve": approve, "format": step_format},
                                file=config_file)
@@ -104,7 +105,7 @@ def run(query: str, files: tuple[str, ...], model: str | None, backend: str | No
     console = Console(stderr=as_json, highlight=False)
     model = prepare_model(model, backend)  # type: ignore[arg-type]
     with console.status(f"loading {escape(model)}...", spinner="dots"):
-        loaded = load_model(model, backend, adapter)  # type: ignore[arg-type]
+        loaded = load_backend(model, backend=backend, adapter=adapter)  # type: ignore[arg-type]
     cancel = threading.Event()
     options = {"config": config, "workspace": Path(workspace) if workspace else None,
                "approver": terminal_approver(console, cancel)}

@@ -57,9 +57,10 @@ def serve(model: str | None, backend: str | None, adapter: str | None, host: str
           max_run_s: float, max_body_mb: int, max_queue: int, config_file: str | None) -> None:
     """Serve the agent over HTTP: POST /v1/chat/completions runs a task, any OpenAI client works."""
     from t3edge.agent import load_agent_config
-    from t3edge.chat import load_model, prepare_model
+    from t3edge.chat import prepare_model
     from t3edge.chats import default_store
     from t3edge.config import data_dir
+    from t3edge.loading import load_backend
     from t3edge.models import load_models_config
 
     if not is_loopback(host) and not api_key:
@@ -69,7 +70,7 @@ def serve(model: str | None, backend: str | None, adapter: str | None, host: str
     _check_port_free(host, port)
     spec = prepare_model(model, backend)  # type: ignore[arg-type]
     click.echo(f"loading {spec}...", err=True)
-    loaded = load_model(spec, backend, adapter)  # type: ignore[arg-type]
+    loaded = load_backend(spec, backend=backend, adapter=adapter)  # type: ignore[arg-type]
     generation = load_models_config().generation.model_copy(update=loaded.generation_overrides)
     settings = ServeSettings(
         model_name=spec, agent=config, generation=generation, api_key=api_key,

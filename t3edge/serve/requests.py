@@ -143,11 +143,7 @@ class Uploads:
                                     "(data:image/png;base64,...)")
         else:
             path = self._readable(url.removeprefix("file://"))
-        try:
-            load_image(path)
-        except BadInput as exc:
-            raise RequestError(400, f"an image of the request is not readable: {exc}") from exc
-        return path
+        return path  # read (and refused if corrupt) when the task is made: t3edge.chat.new_task
 
     def file(self, part: ContentPart) -> Path:
         if part.file is None:
@@ -212,6 +208,15 @@ def task_turn(message: ChatMessage, uploads: Uploads) -> tuple[str, list[Path]]:
     return message.text, files
 
 
+def _readable_image(path: Path) -> str:
+    """`path`, once it reads as an image (the agent's tasks are checked by `new_task` instead)."""
+    try:
+        load_image(path)
+    except BadInput as exc:
+        raise RequestError(400, str(exc)) from exc
+    return str(path)
+
+
 def backend_messages(messages: Sequence[ChatMessage], uploads: Uploads) -> list[Message]:
     """The conversation as backend messages, for a plain generation (tool turns as user turns)."""
     out: list[Message] = []
@@ -221,7 +226,7 @@ def backend_messages(messages: Sequence[ChatMessage], uploads: Uploads) -> list[
             parts: list[Part] = []
             for part in message.content:
                 if part.type == "image_url":
-                    parts.append(ImagePart(str(uploads.image(part))))
+                    parts.append(ImagePart(_readable_image(uploads.image(part))))
                 elif part.type in ("text", "input_text") and part.text:
                     parts.append(TextPart(part.text))
                 elif part.type == "file":
