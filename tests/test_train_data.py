@@ -199,6 +199,17 @@ def test_prepare_drops_and_splits(tiny_qwen2_vl: Path, test_image: Path, loaded)
     assert sum(c for _, _, c in hist) == len(kept)
 
 
+def test_a_split_never_leaves_nothing_to_train_on(tiny_qwen2_vl: Path, loaded) -> None:
+    from t3edge.train.data import is_valid_split, prepare
+
+    enc = encoder_for(loaded(tiny_qwen2_vl))
+    held_out = [f"t{i}" for i in range(200) if is_valid_split(f"t{i}", 0.1)][:3]
+    one = prepare([make_traj(held_out[0], None)], enc, max_length=4096, valid_fraction=0.1)
+    assert [s.sample_id for s in one.train] == held_out[:1] and one.valid == []
+    three = prepare([make_traj(i, None) for i in held_out], enc, max_length=4096, valid_fraction=0.1)
+    assert len(three.train) == 2 and len(three.valid) == 1
+
+
 def test_bad_records_are_reported(tmp_path: Path) -> None:
     from t3edge.errors import BadInput
     from t3edge.train.data import load_trajectories

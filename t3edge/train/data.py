@@ -257,8 +257,12 @@ def prepare(trajectories: Iterable[Trajectory], encoder: SampleEncoder, *, max_l
         out.supervised_tokens += enc.supervised
         held_out = i >= n_train or (n_train == len(trajs) and is_valid_split(traj.task.id, valid_fraction))
         (out.valid if held_out else out.train).append(info)
-    if valid_fraction > 0 and n_train == len(trajs) and not out.valid and len(out.train) > 1:
-        out.valid.append(out.train.pop(-1))  # a tiny set: hold out one sample all the same
+    if valid_fraction > 0 and n_train == len(trajs):  # a tiny set: neither side of the split is left empty
+        if not out.valid and len(out.train) > 1:
+            out.valid.append(out.train.pop(-1))
+        elif not out.train:
+            held = 1 if len(out.valid) > 1 else 0
+            out.train, out.valid = out.valid[:len(out.valid) - held], out.valid[len(out.valid) - held:]
     return out
 
 
