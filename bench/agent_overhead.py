@@ -3,8 +3,10 @@ call (target: under 5 ms), and the share of a 3-step run on the tiny MLX model s
 backend (target: under 5%).
 
 Baseline for the executor: the same code blocks run by smolagents' interpreter in this process,
-without the sandbox process. Baseline for the tool bound: the same small tool called directly.
-Run: python bench/agent_overhead.py [--steps 20] [--no-mlx]
+without the sandbox process. Baseline for a sandbox start forked from the zygote: a new
+interpreter per sandbox (how every sandbox started before). Baseline for the tool bound: the same
+small tool called directly.
+Run: python bench/agent_overhead.py [--steps 20] [--starts 20] [--no-mlx]
 """
 
 from __future__ import annotations
@@ -75,9 +77,7 @@ def scripted(steps: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = ToolContext(workspace=Path(tmp))
         with Sandbox(default_tools(ctx), Path(tmp)) as sandbox:
-            start = time.perf_counter()
             sandbox.start()
-            startup = time.perf_counter() - start
             sandboxed = [_once(lambda i=i: sandbox.run(CODE.format(i=i))) for i in range(steps)]
         local = LocalPythonExecutor([], timeout_seconds=None)
         local.send_tools({})
@@ -97,10 +97,37 @@ def scripted(steps: int) -> None:
     print(f"  execute (sandboxed)    {_ms(median_sandboxed)} per step (median)")
     print(f"  execute (in-process)   {_ms(median_local)} per step (median, baseline)")
     print(f"  observation message    {_ms(observe)} per step")
-    print(f"  sandbox start          {_ms(startup)} once per run (overlaps the first model call)")
     print(f"  whole loop, outside the backend: {_ms(steady)} per step after the first; "
           f"{_ms(per_step)} per step counting the sandbox start ({len(traj.steps)} steps)")
     print(f"  ratio sandboxed / in-process execution: {median_sandboxed / median_local:.1f}x")
+
+
+def sandbox_start(starts: int) -> None:
+    """Median time to a sandbox ready for code: forked from the zygote, and as a new interpreter."""
+    from t3edge.sandbox import launch
+
+    medians = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tools = default_tools(ToolContext(workspace=Path(tmp)))
+        first = time.perf_counter()
+        with Sandbox(tools, Path(tmp) / "first") as sandbox:
+            sandbox.start()
+        first = time.perf_counter() - first
+        for start in ("fork", "spawn"):
+            config = AgentConfig(sandbox_start=start)  # type: ignore[arg-type]
+            times = []
+            for i in range(starts):
+                with Sandbox(tools, Path(tmp) / f"{start}-{i}", config=config) as sandbox:
+                    times.append(_once(sandbox.start))
+            medians[start] = statistics.median(times)
+    print(f"sandbox start, median of {starts} (the process ready for code, confined)")
+    if launch.fork_available():
+        print(f"  forked from the zygote {_ms(medians['fork'])} (target <= 100 ms; the first start, "
+              f"which launches the zygote: {_ms(first)})")
+    else:
+        print("  forked from the zygote: not on this system (each start is a new interpreter)")
+    print(f"  new interpreter        {_ms(medians['spawn'])} (baseline: every start before the zygote)")
+    print(f"  ratio new interpreter / forked: {medians['spawn'] / medians['fork']:.1f}x")
 
 
 @tool
@@ -171,8 +198,10 @@ def _once(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--starts", type=int, default=20, help="sandbox starts to time, per method")
     parser.add_argument("--no-mlx", action="store_true", help="skip the tiny MLX model run")
     args = parser.parse_args()
+    sandbox_start(args.starts)  # first: its first start launches the zygote
     scripted(args.steps)
     tool_bound(200)
     if not args.no_mlx:

@@ -51,7 +51,7 @@ def _progress_bar() -> tuple[Progress, Callable[[str, int, int], None]]:
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
             tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done)
+        bar.update(tasks[stage], completed=done, total=total)  # a total shrinks as items drop out
 
     return bar, update
 

@@ -222,14 +222,14 @@ class SynthClient:
     async def _send_with_retries(self, stage: str, body: dict[str, Any]) -> Reply:
         attempt = 0
         while True:
-            if not self.budget_left():
-                raise BudgetExhausted(
-                    f"budget of ${self.budget_usd:.2f} reached (spent ${self.ledger.spent:.4f})",
-                    hint="raise synth.budget_usd and run again: finished items are kept",
-                )
             retry_after: float | None = None
             try:
                 async with self._sem:
+                    if not self.budget_left():  # checked once a slot is ours: what waited sends nothing
+                        raise BudgetExhausted(
+                            f"budget of ${self.budget_usd:.2f} reached (spent ${self.ledger.spent:.4f})",
+                            hint="raise synth.budget_usd and run again: finished items are kept",
+                        )
                     response = await self._openai.chat.completions.create(**body)
                 choice = response.choices[0]
                 text = choice.message.content

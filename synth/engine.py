@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Progress = Callable[[str, int, int], None]  # stage, finished so far, total to do
+ITEMS_PER_REQUEST_SLOT = 2  # items in a flow at once, per request the API may have in flight
 
 
 class Identified(Protocol):
@@ -44,7 +46,8 @@ class StageReport:
     dropped: int = 0
     already_done: int = 0
     pending: int = 0  # not started: left for a later run (budget reached, or the stage stopped)
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the stage's first item started to its last finished
+    busy: float = 0.0  # the time its items spent in it, added up
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -64,7 +67,8 @@ class RunContext:
         self._client: SynthClient | None = None
         self._threads = ThreadPoolExecutor(max_workers=cfg.api.concurrency, thread_name_prefix="synth")
         self.stopping = False  # set when no new item may start (budget spent, wrong settings)
-        self.image_pool: ImagePool | None = None
+        self.image_pool: ImagePool | None = None  # loaded by the files stage when it needs it
+        self.image_pool_lock = asyncio.Lock()
         self._lock: IO[str]
 
     @property
@@ -102,59 +106,124 @@ class RunContext:
         return await loop.run_in_executor(self._threads, partial(fn, *args, **kwargs))
 
 
+@dataclass
+class Step:
+    """A stage that works on one item at a time: its name and what it does to an item."""
+
+    stage: str
+    fn: Callable[[RunContext, Any], Awaitable[BaseModel]]
+
+
 async def map_items(ctx: RunContext, stage: str, items: Sequence[ItemT],
                     fn: Callable[[RunContext, ItemT], Awaitable[BaseModel]]) -> StageReport:
-    """Run `fn` on every item not yet finished at `stage`, `api.concurrency` at a time.
+    """`fn` on every item not yet finished at `stage` (see `flow`)."""
+    return (await flow(ctx, [Step(stage, fn)], items))[0]
 
-    Each result is appended as soon as it is ready; a Rejected item is recorded as dropped with
-    its reason. Once the budget is reached no new item starts and the rest is left for a later
-    run; a T3Error (settings that no item can succeed with) does the same, then is raised.
+
+async def flow(ctx: RunContext, steps: Sequence[Step], items: Sequence[ItemT]) -> list[StageReport]:
+    """Take every item through `steps` in order, each as soon as it has passed the step before:
+    no step waits for another to finish. Items enter in order, at most `ITEMS_PER_REQUEST_SLOT` x
+    `api.concurrency` at a time (enough to keep every request slot busy while some items run
+    local work, and few enough that finished items come out early); requests are bounded by the
+    API client (`api.concurrency`), blocking work by the run's worker threads.
+
+    Each result is appended as soon as it is ready, so a run killed at any point resumes with what
+    each item had finished (an item finished at a step takes its saved result to the next). A
+    Rejected item is recorded as dropped at its step with its reason and goes no further. Once the
+    budget is reached no new step starts and the rest is left for a later run; a T3Error (settings
+    that no item can succeed with) does the same, then is raised.
     """
-    report = StageReport(stage)
-    done = ctx.store.done_ids(stage)
-    todo = [item for item in items if item.id not in done]
-    report.already_done = len(items) - len(todo)
-    sem = asyncio.Semaphore(ctx.cfg.api.concurrency)
-    finished = 0
+    reports = [StageReport(step.stage) for step in steps]
+    done = [ctx.store.done_ids(step.stage) for step in steps]
+    saved = [{i.id: i for i in ctx.store.items(step.stage)} for step in steps[:-1]]
+    expected = [sum(item.id not in d for item in items) for d in done]  # each step's total for progress
+    finished = [0] * len(steps)
+    first_start: list[float | None] = [None] * len(steps)
+    last_end = [0.0] * len(steps)
     fatal: list[T3Error] = []
 
-    def drop(item: ItemT, reason: str, detail: str, transient: bool) -> None:
-        ctx.store.drop(Dropped(id=item.id, stage=stage, reason=reason, detail=detail, transient=transient))
-        report.dropped += 1
-        report.reasons[reason] = report.reasons.get(reason, 0) + 1
+    def tick(k: int) -> None:
+        if ctx.progress is not None:
+            ctx.progress(steps[k].stage, finished[k], expected[k])
 
-    async def one(item: ItemT) -> None:
-        nonlocal finished
-        async with sem:
-            if ctx.stopping:
-                report.pending += 1
-                return
-            try:
-                result = await fn(ctx, item)
-            except BudgetExhausted:
-                ctx.stopping = True
-                report.pending += 1
-                return
-            except Rejected as exc:
-                drop(item, exc.reason, exc.detail, isinstance(exc, ApiFailed))
-            except BadInput as exc:  # an unreadable file of this item
-                drop(item, "bad_input", str(exc), False)
-            except T3Error as exc:  # wrong settings: no item can succeed, stop the stage
-                fatal.append(exc)
-                ctx.stopping = True
-                report.pending += 1
-                return
-            except Exception as exc:  # a failure of our own: keep the run going, retry it next run
-                log.exception("%s: item %s failed", stage, item.id)
-                drop(item, "internal_error", f"{type(exc).__name__}: {exc}", True)
+    def goes_no_further(item_id: str, k: int, pending: bool) -> None:
+        """The item stopped at step k: the later steps no longer expect it (`pending`: it was
+        stopped, not dropped, so they too have it left for a later run)."""
+        for later in range(k + 1, len(steps)):
+            if item_id not in done[later]:
+                expected[later] -= 1
+                reports[later].pending += pending
+                tick(later)
+
+    def drop(k: int, item: Any, reason: str, detail: str, transient: bool) -> None:
+        ctx.store.drop(Dropped(id=item.id, stage=steps[k].stage, reason=reason, detail=detail,
+                               transient=transient))
+        reports[k].dropped += 1
+        reports[k].reasons[reason] = reports[k].reasons.get(reason, 0) + 1
+
+    async def attempt(k: int, item: Any) -> tuple[Any | None, bool]:
+        """Step k on `item`: (its result, or None when the item goes no further; whether it was
+        stopped, i.e. left for a later run, rather than dropped)."""
+        step, report = steps[k], reports[k]
+        if ctx.stopping:
+            report.pending += 1
+            return None, True
+        started = time.perf_counter()
+        first_start[k] = started if first_start[k] is None else first_start[k]
+        result = None
+        try:
+            result = await step.fn(ctx, item)
+        except BudgetExhausted:
+            ctx.stopping = True
+            report.pending += 1
+            return None, True
+        except Rejected as exc:
+            drop(k, item, exc.reason, exc.detail, isinstance(exc, ApiFailed))
+        except BadInput as exc:  # an unreadable file of this item
+            drop(k, item, "bad_input", str(exc), False)
+        except T3Error as exc:  # wrong settings: no item can succeed, stop the run
+            fatal.append(exc)
+            ctx.stopping = True
+            report.pending += 1
+            return None, True
+        except Exception as exc:  # a failure of our own: keep the run going, retry it next run
+            log.exception("%s: item %s failed", step.stage, item.id)
+            drop(k, item, "internal_error", f"{type(exc).__name__}: {exc}", True)
+        else:
+            ctx.store.append(step.stage, result)
+            report.passed += 1
+            # the next step gets what a resumed run would read back from the store
+            result = type(result).model_validate(result.model_dump(mode="json"))
+        finally:
+            ended = time.perf_counter()
+            report.busy += ended - started
+            last_end[k] = max(last_end[k], ended)
+        finished[k] += 1
+        tick(k)
+        return result, False
+
+    entered = asyncio.Semaphore(ITEMS_PER_REQUEST_SLOT * ctx.cfg.api.concurrency)
+
+    async def through(item: Any) -> None:
+        async with entered:
+            await steps_of(item)
+
+    async def steps_of(item: Any) -> None:
+        item_id = item.id
+        for k in range(len(steps)):
+            stopped = False
+            if item_id in done[k]:
+                reports[k].already_done += 1
+                item = saved[k].get(item_id) if k + 1 < len(steps) else None  # dropped there: None
             else:
-                ctx.store.append(stage, result)
-                report.passed += 1
-            finished += 1
-            if ctx.progress is not None:
-                ctx.progress(stage, finished, len(todo))
+                item, stopped = await attempt(k, item)
+            if item is None:
+                goes_no_further(item_id, k, stopped)
+                return
 
-    await asyncio.gather(*(one(item) for item in todo))
+    await asyncio.gather(*(through(item) for item in items))
+    for k, report in enumerate(reports):
+        report.seconds = last_end[k] - first_start[k] if first_start[k] is not None else 0.0
     if fatal:
         raise fatal[0]
-    return report
+    return reports

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from synth.engine import RunContext, StageReport, map_items
+from synth.engine import RunContext, Step
 from synth.errors import Rejected
 from synth.items import FileSpec, SynthItem
 from synth.prompts import FILE_CONTENT_SYSTEM, FILE_TYPES, file_content_prompt
@@ -61,5 +61,5 @@ async def describe_files(ctx: RunContext, item: SynthItem) -> SynthItem:
     })
 
 
-async def run(ctx: RunContext) -> StageReport:
-    return await map_items(ctx, STAGE, ctx.store.items("queries"), describe_files)
+INPUT = "queries"
+STEP = Step(STAGE, describe_files)

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from synth.engine import RunContext, StageReport, map_items
+from synth.engine import RunContext, Step
 from synth.errors import Rejected
 from synth.image_pool import ImagePool
 from synth.items import FileSpec, MadeFile, SynthItem
@@ -29,9 +29,7 @@ def extract_code(text: str) -> str:
     return code
 
 
-def retrieve_image(ctx: RunContext, spec: FileSpec, folder: Path, used: set[str]) -> MadeFile:
-    pool = ctx.image_pool
-    assert pool is not None, "the image pool is loaded before the stage starts"
+def retrieve_image(ctx: RunContext, pool: ImagePool, spec: FileSpec, folder: Path, used: set[str]) -> MadeFile:
     found = pool.best(spec.file_content, used)
     if found is None or found[1] < ctx.cfg.files.min_image_similarity:
         score = f"{found[1]:.3f}" if found else "none"
@@ -73,7 +71,7 @@ async def make_files(ctx: RunContext, item: SynthItem) -> SynthItem:
     try:
         for spec in item.file_specs:
             if spec.file_type in IMAGE_TYPES:
-                made.append(retrieve_image(ctx, spec, folder, used))
+                made.append(retrieve_image(ctx, await image_pool(ctx), spec, folder, used))
             else:
                 made.append(await generate_file(ctx, spec, folder))
     except Rejected:
@@ -82,20 +80,19 @@ async def make_files(ctx: RunContext, item: SynthItem) -> SynthItem:
     return item.model_copy(update={"files": made})
 
 
-def load_pool(ctx: RunContext, items: list[SynthItem]) -> None:
-    """Load the image pool if any task still to do needs an image (a clear error if none is set)."""
-    done = ctx.store.done_ids(STAGE)
-    if not any(s.file_type in IMAGE_TYPES for i in items if i.id not in done for s in i.file_specs):
-        return
-    root = ctx.cfg.files.image_pool
-    if root is None:
-        raise T3Error("tasks need images but no image pool is set",
-                      hint="index a folder with `t3edge synth index-images DIR` and set "
-                           "synth.files.image_pool = DIR")
-    ctx.image_pool = ImagePool.load(Path(root).expanduser())
+async def image_pool(ctx: RunContext) -> ImagePool:
+    """The captioned image pool, loaded once, on a worker thread, when a task first needs an image
+    (a clear error if none is set)."""
+    async with ctx.image_pool_lock:
+        if ctx.image_pool is None:
+            root = ctx.cfg.files.image_pool
+            if root is None:
+                raise T3Error("tasks need images but no image pool is set",
+                              hint="index a folder with `t3edge synth index-images DIR` and set "
+                                   "synth.files.image_pool = DIR")
+            ctx.image_pool = await ctx.blocking(ImagePool.load, Path(root).expanduser())
+    return ctx.image_pool
 
 
-async def run(ctx: RunContext) -> StageReport:
-    items = ctx.store.items("file_content")
-    load_pool(ctx, items)
-    return await map_items(ctx, STAGE, items, make_files)
+INPUT = "file_content"
+STEP = Step(STAGE, make_files)

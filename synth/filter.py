@@ -3,7 +3,7 @@ trajectory); every other item is dropped with the verifier's reason."""
 
 from __future__ import annotations
 
-from synth.engine import RunContext, StageReport, map_items
+from synth.engine import RunContext, Step
 from synth.errors import Rejected
 from synth.items import SynthItem
 
@@ -23,5 +23,5 @@ async def _check(_ctx: RunContext, item: SynthItem) -> SynthItem:
     return check(item)
 
 
-async def run(ctx: RunContext) -> StageReport:
-    return await map_items(ctx, STAGE, ctx.store.items("verify_traj"), _check)
+INPUT = "verify_traj"
+STEP = Step(STAGE, _check)

@@ -1,4 +1,4 @@
-"""The stages in order, run one after another over a run folder; `run` chains them all and exports."""
+"""The stages in order over a run folder (the per-item ones as one flow); `run` chains them all and exports."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from synth.config import SynthConfig
-from synth.engine import Progress, RunContext, StageReport
+from synth.engine import Progress, RunContext, StageReport, flow
 from synth.export import ExportReport, export
 from synth.items import STAGES
 from synth.store import RunStore
@@ -36,7 +37,10 @@ def export_dir(run: Path, override: str | Path | None = None) -> Path:
 
 async def run_stages(cfg: SynthConfig, run: Path, stages: Sequence[str], *,
                      progress: Progress | None = None) -> list[StageReport]:
-    """Run `stages` in order; stop early when the budget is reached."""
+    """Run `stages` in order; stop early when the budget is reached. The query stage works on the
+    whole set (its batches are numbered and de-duplicated together); the stages after it work on
+    one item at a time, and consecutive ones run as one flow (`engine.flow`): an item goes on to
+    the next stage as soon as it has passed one."""
     unknown = [s for s in stages if s not in MODULES]
     if unknown:
         raise T3Error(f"unknown stage {unknown[0]!r}", hint=f"one of: {', '.join(STAGES)}")
@@ -44,15 +48,31 @@ async def run_stages(cfg: SynthConfig, run: Path, stages: Sequence[str], *,
     (run / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     reports: list[StageReport] = []
     async with RunContext(cfg, run, progress=progress) as ctx:
-        for name in stages:
-            module = importlib.import_module(MODULES[name])
-            start = time.perf_counter()
-            report = await module.run(ctx)
-            report.seconds = time.perf_counter() - start
-            reports.append(report)
-            if report.stopped:
+        for group in _groups(stages):
+            if len(group) == 1 and hasattr(group[0], "run"):
+                start = time.perf_counter()
+                done = [await group[0].run(ctx)]
+                done[0].seconds = done[0].busy = time.perf_counter() - start
+            else:
+                done = await flow(ctx, [m.STEP for m in group], ctx.store.items(group[0].INPUT))
+            reports.extend(done)
+            if any(r.stopped for r in done):
                 break
     return reports
+
+
+def _groups(stages: Sequence[str]) -> list[list[ModuleType]]:
+    """The stages' modules, consecutive per-item stages that feed each other grouped together."""
+    groups: list[list[ModuleType]] = []
+    for name in stages:
+        module = importlib.import_module(MODULES[name])
+        last = groups[-1][-1] if groups else None
+        feeds = last is not None and hasattr(last, "STEP") and getattr(module, "INPUT", None) == last.STAGE
+        if feeds:
+            groups[-1].append(module)
+        else:
+            groups.append([module])
+    return groups
 
 
 def run_pipeline(cfg: SynthConfig, run: Path, *, stages: Sequence[str] = STAGES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from synth.backend import ClientBackend
-from synth.engine import RunContext, StageReport, map_items
+from synth.engine import RunContext, Step
 from synth.errors import Rejected
 from synth.items import SynthItem
 from t3edge.agent import AgentConfig, load_agent_config
@@ -44,5 +44,5 @@ async def solve(ctx: RunContext, item: SynthItem) -> SynthItem:
     return item.model_copy(update={"trajectory": traj})
 
 
-async def run(ctx: RunContext) -> StageReport:
-    return await map_items(ctx, STAGE, ctx.store.items("verify_query"), solve)
+INPUT = "verify_query"
+STEP = Step(STAGE, solve)

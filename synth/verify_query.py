@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from synth.documents import file_as_text
-from synth.engine import RunContext, StageReport, map_items
+from synth.engine import RunContext, Step
 from synth.errors import Rejected
 from synth.items import SynthItem
 from synth.prompts import VERIFY_QUERY_SYSTEM
@@ -57,5 +57,5 @@ async def verify(ctx: RunContext, item: SynthItem) -> SynthItem:
     return item.model_copy(update=update)
 
 
-async def run(ctx: RunContext) -> StageReport:
-    return await map_items(ctx, STAGE, ctx.store.items("files"), verify)
+INPUT = "files"
+STEP = Step(STAGE, verify)

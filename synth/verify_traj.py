@@ -8,7 +8,7 @@ import json
 
 from pydantic import BaseModel
 
-from synth.engine import RunContext, StageReport, map_items
+from synth.engine import RunContext, Step
 from synth.items import SynthItem
 from synth.prompts import VERIFY_TRAJ_SYSTEM
 from t3edge.backends.base import ImagePart, Message, Part, TextPart
@@ -71,5 +71,5 @@ async def verify(ctx: RunContext, item: SynthItem) -> SynthItem:
     return item.model_copy(update={"trajectory": traj})
 
 
-async def run(ctx: RunContext) -> StageReport:
-    return await map_items(ctx, STAGE, ctx.store.items("trajectories"), verify)
+INPUT = "trajectories"
+STEP = Step(STAGE, verify)

@@ -166,6 +166,10 @@ def test_sigkill_mid_run_then_resume_gives_the_same_dataset(
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
         finished = _finished(run)
         assert finished["trajectories"] and not (run / "export").exists()
+        # items flow: when it was killed, several stages held some but not all of their items
+        complete = _finished(ref_run)
+        partial = [s for s in STAGES if finished[s] and finished[s] < complete[s]]
+        assert len(partial) >= 2, {s: (len(finished[s]), len(complete[s])) for s in STAGES}
 
         resumed_from = len(world.calls)
         _synth("run", "--config", str(config), "--run", str(run))

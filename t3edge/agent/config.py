@@ -34,6 +34,9 @@ class AgentConfig(BaseModel):
         None, gt=0, description="wall time of one tool call (unset: the rest of its step's time); a call "
                                 "cut at this limit is an error the code can handle")
     memory_mb: int = Field(4096, ge=256, description="address-space limit of the sandbox process")
+    sandbox_start: Literal["fork", "spawn"] = Field(
+        "fork", description="fork: each run's sandbox is forked from a prepared process, in milliseconds "
+                            "(Linux; elsewhere spawn); spawn: a new interpreter each time (about a second)")
     file_size_mb: int = Field(256, ge=1, description="largest file sandboxed code may write")
     max_observation_chars: int = Field(20000, ge=200)
     allowed_imports: list[str] = Field(default_factory=lambda: list(DEFAULT_IMPORTS))

@@ -30,6 +30,7 @@ from typing import Any
 
 from t3edge.agent.config import AgentConfig
 from t3edge.errors import T3Error
+from t3edge.sandbox.launch import PRELOAD, SandboxLost, SandboxProcess, start_process
 from t3edge.tools.base import ToolSet
 from t3edge.tools.bounds import ToolTimeout, call_bounded
 
@@ -37,12 +38,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 STARTUP_TIMEOUT_S = 120.0
-# Imported in the child before it confines itself (speeds up the common first import).
-PRELOAD = ("numpy", "PIL.Image", "cv2")
 _KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
-# `-I` keeps the user's site folder, PYTHONPATH and the working folder off the child's import path;
-# the package root is added back explicitly.
-_BOOT = "import sys; sys.path.insert(0, {root!r}); from t3edge.sandbox.child import main; main()"
 
 
 @dataclass
@@ -75,7 +71,7 @@ class Sandbox:
         self.seccomp: bool | None = None
         self.limits_refused: list[str] = []
         self.capabilities_dropped = False
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: SandboxProcess | None = None
         self._rfile: Any = None
         self._wfd: int | None = None
         self._tmp: str | None = None
@@ -124,23 +120,11 @@ class Sandbox:
             return
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._tmp = tempfile.mkdtemp(prefix="t3edge-sandbox-")
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
         cpu_budget = self.config.step_timeout_s * (self.config.max_steps + 2) + 30
         try:
-            with open(os.path.join(self._tmp, "stderr.txt"), "wb") as stderr:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-I", "-c", _BOOT.format(root=_import_root()),
-                     str(to_child_r), str(from_child_w)],
-                    pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=stderr, cwd=self.workspace, env=self._env(),
-                    start_new_session=True,
-                )
-        finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
-        os.set_blocking(to_child_w, False)  # a child that stops reading cannot block the parent
-        self._wfd, self._rfile = to_child_w, from_child_r
+            self._launch()
+        except SandboxLost:  # the zygote ended holding the pipes: new pipes, a new zygote
+            self._launch()
         self._buffer = bytearray()
         startup_deadline = time.monotonic() + STARTUP_TIMEOUT_S
         sent = self._try_send({
@@ -163,6 +147,30 @@ class Sandbox:
         self.limits_refused = [str(x) for x in ready.get("limits_refused", [])]
         self.capabilities_dropped = bool(ready.get("capabilities_dropped", False))
 
+    def _launch(self) -> None:
+        """The child process, on two new pipes."""
+        assert self._tmp is not None
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            with open(os.path.join(self._tmp, "stderr.txt"), "wb") as stderr:
+                self._proc = start_process(self._env(), self.workspace, (to_child_r, from_child_w), stderr,
+                                           fork=self.config.sandbox_start == "fork")
+        except BaseException:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            raise
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        os.set_blocking(to_child_w, False)  # a child that stops reading cannot block the parent
+        self._wfd, self._rfile = to_child_w, from_child_r
+
+    @property
+    def pid(self) -> int | None:
+        """The sandbox process's id, while one has been started."""
+        return self._proc.pid if self._proc is not None else None
+
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -173,14 +181,14 @@ class Sandbox:
             self._starter.join()
             self._starter, self._start_error = None, None
         proc = self._proc
-        if proc is not None:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for fd in (self._wfd, self._rfile):
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for fd in (self._wfd, self._rfile):  # closed first: a child still alive sees end of file
             if fd is not None:
                 os.close(fd)
+        if proc is not None:
+            proc.wait()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._proc, self._wfd, self._rfile, self._tmp = None, None, None, None
@@ -379,9 +387,3 @@ def printable(value: Any) -> Any:
             stack.extend((item, k) for k in item)
     return root[0]
 
-
-def _import_root() -> str:
-    """The folder holding the t3edge package."""
-    import t3edge
-
-    return str(Path(t3edge.__file__).resolve().parent.parent)

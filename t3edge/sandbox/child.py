@@ -1,8 +1,9 @@
 """The sandbox process: confines itself, then runs code blocks with smolagents' interpreter.
 
-Started by `t3edge.agent.executor.Sandbox` with two pipe descriptors as arguments; it talks
-JSON lines over two pipes. Variables persist between code blocks. Tools are proxies that send
-(name, args) to the parent, which runs the real tool and sends the result back.
+Started by `t3edge.sandbox.launch` (forked by the zygote, or as a new interpreter given two pipe
+descriptors as arguments); it talks JSON lines over two pipes. Variables persist between code
+blocks. Tools are proxies that send (name, args) to the parent, which runs the real tool and
+sends the result back.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ def serve(channel: Channel) -> None:
         channel.write(encode_reply(channel, run_block(executor, request["code"], channel.nonce, max_chars)))
 
 
-def main() -> None:
-    rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+def run(rfd: int, wfd: int) -> None:
+    """Serve the parent on these pipe descriptors until it closes them."""
     serve(Channel(os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb")))
+
+
+def main() -> None:
+    run(int(sys.argv[1]), int(sys.argv[2]))
