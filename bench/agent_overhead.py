@@ -121,11 +121,12 @@ def sandbox_start(starts: int) -> None:
                     times.append(_once(sandbox.start))
             medians[start] = statistics.median(times)
     print(f"sandbox start, median of {starts} (the process ready for code, confined)")
-    if launch.fork_available():
+    why_not = launch.why_not_forking()
+    if why_not is None:
         print(f"  forked from the zygote {_ms(medians['fork'])} (target <= 100 ms; the first start, "
               f"which launches the zygote: {_ms(first)})")
     else:
-        print("  forked from the zygote: not on this system (each start is a new interpreter)")
+        print(f"  forked from the zygote: not here ({why_not}); each start is a new interpreter")
     print(f"  new interpreter        {_ms(medians['spawn'])} (baseline: every start before the zygote)")
     print(f"  ratio new interpreter / forked: {medians['spawn'] / medians['fork']:.1f}x")
 

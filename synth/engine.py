@@ -169,7 +169,8 @@ async def flow(ctx: RunContext, steps: Sequence[Step], items: Sequence[ItemT]) -
             report.pending += 1
             return None, True
         started = time.perf_counter()
-        first_start[k] = started if first_start[k] is None else first_start[k]
+        if first_start[k] is None:
+            first_start[k] = started
         result = None
         try:
             result = await step.fn(ctx, item)
@@ -190,10 +191,10 @@ async def flow(ctx: RunContext, steps: Sequence[Step], items: Sequence[ItemT]) -
             log.exception("%s: item %s failed", step.stage, item.id)
             drop(k, item, "internal_error", f"{type(exc).__name__}: {exc}", True)
         else:
-            ctx.store.append(step.stage, result)
+            record = result.model_dump(mode="json")
+            ctx.store.append(step.stage, record)
             report.passed += 1
-            # the next step gets what a resumed run would read back from the store
-            result = type(result).model_validate(result.model_dump(mode="json"))
+            result = type(result).model_validate(record)  # what a resumed run would read back
         finally:
             ended = time.perf_counter()
             report.busy += ended - started

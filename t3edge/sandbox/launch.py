@@ -246,6 +246,11 @@ def fork_available() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
 
 
+def why_not_forking() -> str | None:
+    """Why sandboxes of this process start as new interpreters (None while they are forked)."""
+    return _fork_unusable if fork_available() else f"forking is not used on {sys.platform}"
+
+
 def start_process(env: dict[str, str], cwd: Path, child_fds: tuple[int, int], stderr: IO[bytes], *,
                   fork: bool) -> SandboxProcess:
     """A sandbox process on the pipe descriptors `child_fds` (it reads the first, writes the second),

@@ -53,7 +53,7 @@ def close_all_but(keep: set[int]) -> None:
 
 def become_sandbox(request: dict[str, Any], fds: list[int], sock: socket.socket, in_session: int) -> NoReturn:
     """In the forked child: shed the zygote, then serve as a sandbox process; never returns.
-    `in_session`: written to once the child leads its own session (the zygote waits for it)."""
+    `in_session`: closed once the child leads its own session (the zygote waits for that)."""
     code = 1
     try:
         os.setsid()  # its own process group, before the launcher hears of it: it kills the group
