@@ -5,7 +5,8 @@ Every task goes through the whole pipeline (queries, file description, image ret
 verifiers, a two-step agent trajectory in the real sandbox, filter); after the query stage, items
 flow from stage to stage, so the stages overlap. Printed: wall time and tasks per minute per
 concurrency, the share of the ideal (every request slot busy all the time), each stage's share
-of the time items spent in stages, and the ratio.
+of the time items spent in stages, and the ratio; then the ratio of the API stages alone (queries
+to the query verifier, no sandbox) and its ceiling (the query stage is a round of its own).
 
     python bench/synth_throughput.py [--tasks 32] [--latency 0.2] [--concurrency 16]
 """
@@ -73,8 +74,12 @@ def serve(latency: float, conn: Connection) -> None:
             conn.send(len(server.requests))
 
 
-def measure(url: str, pool: Path, folder: Path, tasks: int, concurrency: int) -> tuple[float, list[StageReport]]:
-    """Wall seconds and the stage reports of one run of `tasks` tasks."""
+API_STAGES = STAGES[:STAGES.index("verify_query") + 1]  # queries to the query verifier: no sandbox
+
+
+def measure(url: str, pool: Path, folder: Path, tasks: int, concurrency: int,
+            stages: tuple[str, ...] = STAGES) -> tuple[float, list[StageReport]]:
+    """Wall seconds and the stage reports of one run of `tasks` tasks through `stages`."""
     cfg = SynthConfig.model_validate({
         "api": {"base_url": url, "model": "bench", "concurrency": concurrency, "timeout_s": 30},
         "queries": {"calls": -(-tasks // PER_CALL), "per_call": PER_CALL},
@@ -82,9 +87,9 @@ def measure(url: str, pool: Path, folder: Path, tasks: int, concurrency: int) ->
         "trajectories": {"max_steps": 3},
     })
     start = time.perf_counter()
-    reports = asyncio.run(run_stages(cfg, folder, STAGES))
+    reports = asyncio.run(run_stages(cfg, folder, stages))
     wall = time.perf_counter() - start
-    assert reports[-1].stage == "filter" and reports[-1].passed >= tasks, reports
+    assert reports[-1].stage == stages[-1] and reports[-1].passed >= tasks, reports
     return wall, reports
 
 
@@ -111,11 +116,13 @@ def main() -> None:
         make_test_image(pool / "photo.png", (56, 56))
         (pool / "captions.jsonl").write_text('{"image": "photo.png", "caption": "a colourful photo"}\n')
         asyncio.run(index_pool(pool, captions=pool / "captions.jsonl", caption_with=None))
-        results = {}
+        results, api_walls = {}, {}
         for concurrency in (1, args.concurrency):
             before = requests()
             measured = measure(url, pool, Path(tmp) / f"run-c{concurrency}", tasks, concurrency)
             results[concurrency] = (measured, requests() - before)
+            api_walls[concurrency] = measure(url, pool, Path(tmp) / f"api-c{concurrency}", tasks, concurrency,
+                                             API_STAGES)[0]
     parent.send("stop")
     server.join(timeout=10)
 
@@ -135,6 +142,11 @@ def main() -> None:
     ratio = rates[args.concurrency] / rates[1]
     print(f"ratio {args.concurrency} vs 1: whole pipeline {ratio:.1f}x (target >= 8; at most "
           f"{args.concurrency} with every request slot busy)")
+    query_rounds = -(-(tasks // PER_CALL) // args.concurrency)  # the query stage's calls, all at once
+    api_ideal = (tasks // PER_CALL + 2 * tasks) / (query_rounds + -(-2 * tasks // args.concurrency))
+    print(f"ratio {args.concurrency} vs 1: API stages alone ({' -> '.join(API_STAGES)}) "
+          f"{api_walls[1] / api_walls[args.concurrency]:.1f}x ({api_walls[1]:.2f} s vs "
+          f"{api_walls[args.concurrency]:.2f} s; at most {api_ideal:.1f}x: the query stage ends before the others start)")
     (wall1, reports1), requests1 = results[1]
     per_task = (wall1 - requests1 * args.latency) / tasks
     print(f"at concurrency 1: {per_task:.3f} s per task beyond its requests' latency (sandbox starts, code "

@@ -28,6 +28,7 @@ class Fault:
     hang_s: float = 0.0
     body: str | None = None
     then: str | None = None  # a reply to send after the hang
+    cut: bool = False  # stream `then` but end without a finish reason (a server that cut it short)
 
 
 Reply = str | Fault
@@ -102,10 +103,12 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.then is None:
                 self.close_connection = True
                 return
-            reply = reply.then
+            cut, reply = reply.cut, reply.then
+        else:
+            cut = False
         reply = _apply_stop(reply, request.get("stop"))
         if request.get("stream"):
-            self._stream(request, reply)
+            self._stream(request, reply, finish=not cut)
         else:
             self._json(200, self._completion(request, reply))
 
@@ -120,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
                       "total_tokens": prompt + _count(text)},
         }
 
-    def _stream(self, request: dict[str, Any], text: str) -> None:
+    def _stream(self, request: dict[str, Any], text: str, finish: bool = True) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -132,8 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
             self._event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-        self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        if (request.get("stream_options") or {}).get("include_usage"):
+        if finish:
+            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if finish and (request.get("stream_options") or {}).get("include_usage"):
             prompt = _prompt_tokens(request)
             self._event({**base, "choices": [], "usage": {
                 "prompt_tokens": prompt, "completion_tokens": _count(text),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from backend_checks import threads_get_what_each_call_gets_alone
 from t3edge.loading import load_backend
 from t3edge.backends.base import Completion, GenerationConfig, ImagePart, Message, TextDelta, TextPart
 from t3edge.errors import BackendError, BadInput
@@ -92,3 +93,9 @@ def test_bad_inputs(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
     (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     with pytest.raises(BackendError, match="cannot load the MLX model.*t3edge convert inspect"):
         load_backend(str(broken))
+
+
+def test_calls_from_several_threads_take_turns(tiny_qwen2_vl: Path, test_image: Path) -> None:
+    backend = load_backend(str(tiny_qwen2_vl))
+    other = [Message("system", "You solve tasks with code."), Message("user", "Task: add 2 and 3.")]
+    threads_get_what_each_call_gets_alone(backend, [_task(test_image), other], GREEDY)

@@ -87,6 +87,15 @@ def test_client_errors_are_not_retried() -> None:
     assert len(server.requests) == 1
 
 
+def test_a_reply_cut_short_by_the_server_is_an_error_not_an_answer() -> None:
+    with ScriptedOpenAIServer(sequence(Fault(then="Thought: half of a", cut=True), "whole"), model="m") as server:
+        backend = load_backend(server.url + "#m", config=_cfg())
+        with pytest.raises(BackendError, match="without a finish reason") as caught:
+            backend.generate([Message("user", "hi")], GenerationConfig())
+        assert "--interrupt_requests False" in (caught.value.hint or "")
+        assert backend.generate([Message("user", "hi")], GenerationConfig()).text == "whole"
+
+
 def test_nothing_listening_is_a_clear_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,14 +17,14 @@ from t3edge.errors import T3Error
 from t3edge.eval.gta import load_gta
 from t3edge.eval.jobs import collect, merge
 from t3edge.eval.records import RunInfo, Shard, read_records, result_files, write_run_info
-from t3edge.eval.runner import Solved, gta_suite, run_suite
+from t3edge.eval.runner import ItemCancelled, Solved, gta_suite, run_suite
 from t3edge.jsonl import iter_jsonl
 from t3edge.trajectory import Step, Trajectory
 
 ANSWERS = {"0": "4", "1": "red", "2": "a car", "3": None, "4": "25%", "5": "5 dollars"}
 
 
-def stand_in(item) -> Solved:
+def stand_in(item, cancel: threading.Event | None = None) -> Solved:
     """A deterministic stand-in for the agent: one code step, then the item's known answer."""
     step = Step(index=0, raw_output="x", code="print(1)", error="boom" if item.id == "4" else None)
     return Solved(Trajectory(task=item.task(), steps=[step], final_answer=ANSWERS[item.id], ended="final_answer"), [])
@@ -46,7 +47,7 @@ def test_records_one_line_per_item_and_resume_skips_finished(tmp_path: Path) -> 
     out = tmp_path / "run"
     calls: list[str] = []
 
-    def solve(item):
+    def solve(item, cancel):
         calls.append(item.id)
         return stand_in(item)
 
@@ -69,7 +70,7 @@ def test_a_torn_last_line_reruns_that_item_only(tmp_path: Path) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(lines[0] + lines[1][: len(lines[1]) // 2])  # killed mid-write of item 1
     ran: list[str] = []
-    run_suite(suite, lambda it: (ran.append(it.id), stand_in(it))[1], out, progress=False)
+    run_suite(suite, lambda it, cancel: (ran.append(it.id), stand_in(it))[1], out, progress=False)
     assert ran == ["1", "2", "3", "4", "5"]
     assert [r.id for r in read_records([path])] == ["0", "1", "2", "3", "4", "5"]
 
@@ -78,7 +79,7 @@ def test_failures_are_not_recorded_and_three_in_a_row_stop_the_run(tmp_path: Pat
     suite = _suite(tmp_path / "gta")
     out = tmp_path / "run"
 
-    def flaky(item):
+    def flaky(item, cancel):
         if item.id == "1":
             raise RuntimeError("model crashed")
         return stand_in(item)
@@ -87,7 +88,7 @@ def test_failures_are_not_recorded_and_three_in_a_row_stop_the_run(tmp_path: Pat
     assert outcome.failed == [("1", "RuntimeError: model crashed")] and outcome.finished == 5
     assert run_suite(suite, stand_in, out, progress=False).ran == 1  # the rerun retries it
 
-    def broken(item):
+    def broken(item, cancel):
         raise RuntimeError("server down")
 
     with pytest.raises(T3Error, match="3 items in a row failed"):
@@ -133,11 +134,11 @@ from pathlib import Path
 from test_eval_runner import stand_in, _suite
 from t3edge.eval.runner import run_suite
 
-def slow(item):
-    time.sleep(0.3)
+def slow(item, cancel):
+    time.sleep(0.1 + 0.1 * int(item.id))  # with several jobs, items still finish one by one
     return stand_in(item)
 
-run_suite(_suite(Path({data!r})), slow, Path({out!r}), progress=False, fsync=True)
+run_suite(_suite(Path({data!r})), slow, Path({out!r}), progress=False, fsync=True, jobs={jobs})
 """
 
 
@@ -147,12 +148,14 @@ def _finished(folder: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_at_any_point_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_sigkill_at_any_point_then_resume_equals_an_uninterrupted_run(tmp_path: Path, jobs: int) -> None:
     data = tmp_path / "gta"
-    straight = tmp_path / "straight"
+    straight, out = tmp_path / "straight", tmp_path / "killed"
+    for folder in (straight, out):
+        write_run_info(folder, _info(data))
     run_suite(_suite(data), stand_in, straight, progress=False)
-    out = tmp_path / "killed"
-    script = _CHILD.format(tests=str(Path(__file__).parent), data=str(data), out=str(out))
+    script = _CHILD.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), jobs=jobs)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     counts = []
     for target in (1, 3, 4):  # kill as soon as `target` items are finished: mid-way through the next
@@ -166,8 +169,7 @@ def test_sigkill_at_any_point_then_resume_equals_an_uninterrupted_run(tmp_path: 
     ids = [obj["id"] for obj in iter_jsonl(out / "results.jsonl", on_bad_line="skip")]
     assert sorted(ids) == ["0", "1", "2", "3", "4", "5"]  # no item twice, none lost
     assert counts[0] >= 1 and counts == sorted(counts) and counts[-1] < 6
-    straight_outcomes = [r.outcome() for r in read_records(result_files(straight))]
-    assert [r.outcome() for r in read_records(result_files(out))] == straight_outcomes
+    assert outcomes(out) == outcomes(straight)
 
 
 def test_compare_lists_the_items_whose_result_changed(tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ def test_compare_lists_the_items_whose_result_changed(tmp_path: Path) -> None:
     base, other = tmp_path / "a", tmp_path / "b"
     for folder, answers in ((base, ANSWERS), (other, {**ANSWERS, "0": "five", "5": "5 USD"})):
         write_run_info(folder, _info(tmp_path / "gta"))
-        run_suite(suite, lambda it, a=answers: Solved(stand_in(it).trajectory.model_copy(
+        run_suite(suite, lambda it, cancel, a=answers: Solved(stand_in(it).trajectory.model_copy(
             update={"final_answer": a[it.id]}), []), folder, progress=False)
     result = compare(base, other)
     assert [(c["id"], c["a"], c["b"]) for c in result["changed"]] == [("0", 1.0, 0.0)]  # "5 USD" still right
@@ -196,3 +198,88 @@ def test_report_of_an_unfinished_run_says_so(tmp_path: Path) -> None:
     summary = report(folder)
     assert (summary["finished"], summary["total"], summary["complete"]) == (2, 6, False)
     assert "incomplete" in (folder / "report.md").read_text()
+
+
+def test_items_run_jobs_at_a_time_into_the_same_records(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+    one, three = tmp_path / "one", tmp_path / "three"
+    for folder in (one, three):
+        write_run_info(folder, _info(tmp_path / "gta"))
+    run_suite(suite, stand_in, one, progress=False)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def slow(item, cancel):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.15 if item.id in ("0", "3") else 0.05)  # finish out of dataset order
+        with lock:
+            running[0] -= 1
+        return stand_in(item)
+
+    outcome = run_suite(suite, slow, three, progress=False, jobs=3)
+    assert outcome.ran == 6 and outcome.complete and not outcome.stopped and most[0] == 3
+    written = [r.id for r in read_records(result_files(three))]
+    assert sorted(written) == ["0", "1", "2", "3", "4", "5"] and written != sorted(written)
+    assert outcomes(three) == outcomes(one)  # readers put records back in dataset order
+
+
+def test_failures_in_a_row_stop_a_run_of_several_jobs_keeping_what_finished(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+
+    def broken_after_first(item, cancel):
+        if item.id == "0":
+            return stand_in(item)
+        time.sleep(0.05)
+        raise RuntimeError("server down")
+
+    with pytest.raises(T3Error, match="3 items in a row failed"):
+        run_suite(suite, broken_after_first, tmp_path / "run", progress=False, jobs=2)
+    assert [r.id for r in read_records(result_files(tmp_path / "run"))] == ["0"]
+
+
+def _wait_for_cancel(item, cancel):
+    """Item 0 finishes at once; the others run until cancelled (as the agent does, mid-step)."""
+    if item.id != "0":
+        if not cancel.wait(30):
+            raise AssertionError("never cancelled")
+        raise ItemCancelled(f"{item.id} stopped")
+    return stand_in(item)
+
+
+def test_cancel_stops_the_running_items_and_keeps_the_finished_ones(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "gta")
+    out = tmp_path / "run"
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    outcome = run_suite(suite, _wait_for_cancel, out, progress=False, jobs=3, cancel=cancel)
+    assert outcome.stopped and outcome.failed == [] and (outcome.finished, outcome.ran) == (1, 1)
+    assert [r.id for r in read_records(result_files(out))] == ["0"]
+    assert run_suite(suite, stand_in, out, progress=False, jobs=3).ran == 5  # the rest on resume
+
+
+_CTRL_C_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_eval_runner import _wait_for_cancel, _suite
+from t3edge.eval.runner import run_suite
+
+print("started", flush=True)
+run_suite(_suite(Path({data!r})), _wait_for_cancel, Path({out!r}), progress=False, jobs=3)
+"""
+
+
+def test_ctrl_c_cancels_the_running_items_and_keeps_the_finished_ones(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    script = _CTRL_C_CHILD.format(tests=str(Path(__file__).parent), data=str(tmp_path / "gta"), out=str(out))
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    assert child.stdout.readline() == "started\n"
+    deadline = time.monotonic() + 30
+    while _finished(out) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode != 0 and "KeyboardInterrupt" in err and "never cancelled" not in err
+    assert [r.id for r in read_records(result_files(out))] == ["0"]

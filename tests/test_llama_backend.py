@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from backend_checks import threads_get_what_each_call_gets_alone
 from t3edge.backends.base import Completion, GenerationConfig, ImagePart, Message, TextDelta, TextPart
 from t3edge.errors import BackendError
 from t3edge.models import BackendSettings, ResolvedModel
@@ -164,3 +165,8 @@ def test_every_output_type_runs(tiny_qwen2_5_vl: Path, tmp_path: Path, test_imag
         assert c.usage.prompt_tokens > 64 and c.usage.generated_tokens >= 1
     finally:
         b.close()
+
+
+def test_calls_from_several_threads_take_turns(backend, test_image: Path) -> None:  # noqa: ANN001
+    other = [Message("system", "You write Python to use tools."), Message("user", "Task: add 2 and 3.")]
+    threads_get_what_each_call_gets_alone(backend, [_task(test_image), other], GREEDY)

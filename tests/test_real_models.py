@@ -6,6 +6,7 @@ is that every part runs on a real tokenizer, a real chat template and real model
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,59 @@ def test_synthesis_against_llama_server_serving_smollm2(smollm2_gguf: Path, tmp_
     assert Ledger(run / "usage.jsonl").stages["queries"].completion_tokens > 0
     stats = CliRunner().invoke(cli, ["synth", "stats", str(run)], catch_exceptions=False)
     assert stats.exit_code == 0, stats.output
+
+
+def test_eval_runs_items_at_once_taking_turns_with_smollm2(smollm2_gguf: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two items at once on the one loaded model: its calls take turns, each item's code runs
+    meanwhile, and every item gets its own steps, folder and record."""
+    from t3edge.eval.jobs import collect
+    from t3edge.tasks import make_tasks
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "agent.toml").write_text(SMALL_RUN)
+    monkeypatch.setenv("T3EDGE_CONFIG_DIR", str(config))
+    make_tasks(tmp_path / "tasks", "test", 3, seed=1, families=["csv_total", "json_field"], verify=False)
+    out = tmp_path / "run"
+    result = t3("eval", "tasks", "--data", str(tmp_path / "tasks"), "--model", "smollm2-135m", "--jobs", "2",
+                "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "3 items with smollm2-135m, 2 at a time" in result.stdout and "all.answer_acc" in result.stdout
+    records = collect([out])[1]
+    assert len(records) == 3 and len({r.trajectory.workspace for r in records}) == 3
+    for record in records:
+        steps = record.trajectory.steps
+        assert steps and steps[0].tokens_in > 300 and steps[0].tokens_out > 0
+        assert record.trajectory.ended != "backend_error", record.trajectory.error
+
+
+@pytest.mark.parametrize("interrupting", [False, True])
+def test_llama_server_lets_requests_wait_their_turn(smollm2_gguf: Path, tmp_path: Path, interrupting: bool) -> None:
+    """Our launcher turns off llama_cpp.server's `interrupt_requests`, which ends a stream early
+    when another request arrives; a stream cut that way is an error, never a short answer."""
+    import threading
+
+    from t3edge.backends.base import Completion, GenerationConfig, Message
+    from t3edge.errors import BackendError
+    from t3edge.loading import load_backend
+
+    args = ["--model", str(smollm2_gguf), "--n_ctx", "2048"] + (["--interrupt_requests", "True"] if interrupting else [])
+    with llama_server(args, tmp_path / "server.log") as url:
+        backend = load_backend(url)
+        stream = backend.stream([Message("user", "Write a long story about a dragon and a lighthouse.")],
+                                GenerationConfig(max_tokens=96))
+        next(stream)  # the first request is generating
+        second: dict[str, Completion] = {}
+        queued = threading.Thread(target=lambda: second.update(done=backend.generate(
+            [Message("user", "Name a fruit.")], GenerationConfig(max_tokens=8))))
+        queued.start()
+        time.sleep(1.0)  # the second request waits at the server
+        if interrupting:
+            with pytest.raises(BackendError, match="without a finish reason"):
+                list(stream)
+        else:
+            first = list(stream)[-1]
+            assert isinstance(first, Completion) and first.finish_reason == "length" and len(first.text) > 100
+        queued.join(60)
+    assert second["done"].usage.generated_tokens > 0

@@ -4,6 +4,8 @@ held-out families alone), resuming a run cut short, scoring predictions made els
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 from t3edge.cli import cli
 from t3edge.eval.jobs import collect
 from t3edge.eval.records import read_records, result_files
+from t3edge.scripted_server import ScriptedOpenAIServer
 from t3edge.tasks import load_tasks, make_tasks
 
 FAMILIES = ["csv_total", "json_field", "ocr_code", "face_count"]  # two of them held out
@@ -134,3 +137,28 @@ def test_score_predictions_made_elsewhere(env: dict, tmp_path: Path) -> None:
     result = json.loads(output)
     assert result["metrics"]["all"]["answer_acc"] == pytest.approx(75.0) and result["missing"] == 1
     assert result["metrics"]["all"]["tool_choice"] is None  # no run, no calls recorded
+
+
+def test_items_run_at_once_against_a_server_give_the_results_of_one_at_a_time(env: dict, run: Path) -> None:
+    """The same script served over real HTTP: a server takes several items' calls at once (4 by
+    default), and the records equal the replayed run's."""
+    script = [json.loads(line) for line in env["script"].read_text().splitlines()]
+    lock, active, most = threading.Lock(), [0], [0]
+
+    def respond(request: dict) -> str:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.1)
+        with lock:
+            active[0] -= 1
+        return script[sum(m["role"] == "assistant" for m in request["messages"])]
+
+    with ScriptedOpenAIServer(respond) as server:
+        out = env["base"] / "served"
+        output = invoke("eval", "tasks", "--data", str(env["data"]), "--model", server.url, "--out", str(out),
+                        "--no-progress")
+    assert "4 at a time" in output and most[0] > 1
+    assert [r.outcome() for r in collect([out])[1]] == [r.outcome() for r in collect([run])[1]]
+    workspaces = {r.trajectory.workspace for r in collect([out])[1]}
+    assert len(workspaces) == 4  # each item in its own folder

@@ -2,12 +2,13 @@
 progress and finished items as Textual messages.
 
 The run goes to the same folder `t3edge eval gta|gaia` would use for these settings, so a run
-stopped here resumes from the command line and the other way round. Stopping takes effect
-between items (finished items are kept).
+stopped here resumes from the command line and the other way round. Stopping cancels the items
+running (they run again on resume); finished items are kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,6 @@ class EvalFailed(Message):
         self.error = error
 
 
-class StopEvaluation(KeyboardInterrupt):
-    """Raised between items to end a run the user stopped (the runner passes interrupts through)."""
-
-
 def run_evaluation(target: MessagePump, request: EvalRequest, stop: threading.Event) -> None:
     """Run (or resume) an evaluation, posting EvalStarted, EvalProgress per item, then EvalFinished."""
     from t3edge.eval.config import load_eval_config
@@ -79,7 +76,7 @@ def run_evaluation(target: MessagePump, request: EvalRequest, stop: threading.Ev
         cfg = load_eval_config()
         prepared = prepare_run(request.benchmark, request.model, cfg, data=request.data,
                                backend=request.backend, adapter=request.adapter, limit=request.limit)
-        folder, suite, info, solve = prepared.folder, prepared.suite, prepared.info, prepared.solve
+        folder, suite, solve = prepared.folder, prepared.suite, prepared.solve
         folder.mkdir(parents=True, exist_ok=True)
 
         def finished() -> list[EvalRecord]:
@@ -87,22 +84,16 @@ def run_evaluation(target: MessagePump, request: EvalRequest, stop: threading.Ev
 
         target.post_message(EvalStarted(folder, len(suite.selected(request.limit)), finished()))
 
-        def tracked(item: Any) -> Any:
-            if stop.is_set():
-                raise StopEvaluation
+        def tracked(item: Any, cancel: threading.Event) -> Any:
             target.post_message(EvalProgress(finished(), getattr(item, "id", None)))
-            return solve(item)
+            return solve(item, cancel)
 
-        stopped = False
-        try:
-            outcome, summary = run_job(suite, tracked, folder, info, progress=False, fsync=cfg.fsync)
-            failed = outcome.failed
-        except StopEvaluation:
-            stopped, summary, failed = True, None, []
+        outcome, summary = run_job(dataclasses.replace(prepared, solve=tracked), progress=False, fsync=cfg.fsync,
+                                   cancel=stop)
         if summary is None and finished():
             summary = report(folder)
         target.post_message(EvalProgress(finished(), None))
-        target.post_message(EvalFinished(folder, summary, failed, stopped))
+        target.post_message(EvalFinished(folder, summary, outcome.failed, outcome.stopped))
     except Exception as exc:  # noqa: BLE001 - the screen shows any failure and stays usable
         target.post_message(EvalFailed(describe(exc)))
 

@@ -178,7 +178,9 @@ class Backend(abc.ABC):
     def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
         """Yield TextDelta items, then exactly one Completion.
 
-        Closing the generator early (a cancelled run) must leave the backend usable.
+        Closing the generator early (a cancelled run) must leave the backend usable. Callers in
+        several threads may share a backend: one whose model runs in this process takes one
+        call at a time (the others wait for the stream before them to end or be closed).
         """
 
     def generate(self, messages: Sequence[Message], config: GenerationConfig) -> Completion:

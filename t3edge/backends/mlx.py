@@ -10,7 +10,9 @@ is here: checked loading, the chat template, and the stream loop (`MLXCommon`, `
 
 from __future__ import annotations
 
+import abc
 import json
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -83,6 +85,27 @@ class MLXCommon(Backend):
     template_owner: Any
     chat_template: str | None = None  # replaces the model's own (which a base model may lack)
     _vocabulary: Vocabulary | None = None  # for constrained decoding, built on first use
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._calls = threading.RLock()  # one call at a time: the model has one prompt cache
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
+        """One call at a time (runs sharing the model wait here; see `Backend.stream`)."""
+        with self._calls:
+            yield from self.generate_stream(messages, config)
+
+    @abc.abstractmethod
+    def generate_stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
+        """The model's own stream, called with the model to itself."""
+
+    def reset(self) -> None:
+        with self._calls:
+            self.forget()
+
+    @abc.abstractmethod
+    def forget(self) -> None:
+        """Drop the cached prompt state (the model is to itself)."""
 
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt text of `messages` through the model's chat template."""
@@ -192,10 +215,10 @@ class MLXBackend(MLXCommon):
         self._state_cls = PromptCacheState
         self._state = PromptCacheState()
 
-    def reset(self) -> None:
+    def forget(self) -> None:
         self._state = self._state_cls()
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
+    def generate_stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
         import mlx.core as mx
         from mlx_vlm import stream_generate
         from mlx_vlm.models import cache as mlx_cache
@@ -238,7 +261,7 @@ class MLXBackend(MLXCommon):
                 tracked = prefix_cache if usage.cached_tokens and prefix_cache is not None else own_cache
                 state.update(input_ids[0].tolist() + generated, tracked)
             else:
-                self.reset()
+                self.forget()
 
         yield from self.run_steps(_vlm_steps(results), config, usage, on_end)
 

@@ -54,7 +54,7 @@ class MLXTextBackend(MLXCommon):
         self._cache: list[Any] | None = None
         self._held: list[int] = []  # the token ids the KV cache holds, in order
 
-    def reset(self) -> None:
+    def forget(self) -> None:
         self._cache, self._held = None, []
 
     def tokenize(self, messages: Sequence[Message]) -> list[int]:
@@ -79,7 +79,7 @@ class MLXTextBackend(MLXCommon):
             return make_prompt_cache(self.model), 0
         return cache, common
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
+    def generate_stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[StreamItem]:
         import mlx.core as mx
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
@@ -107,7 +107,7 @@ class MLXTextBackend(MLXCommon):
             if usable:
                 self._track(cache, ids + fed)
             else:
-                self.reset()
+                self.forget()
 
         usage = Usage(prompt_tokens=len(ids), cached_tokens=cached)
         yield from self.run_steps(_lm_steps(responses, fed), config, usage, on_end)
@@ -118,7 +118,7 @@ class MLXTextBackend(MLXCommon):
 
         offset = max((int(getattr(c, "offset", 0)) for c in cache), default=0)
         if offset > len(known) and trim_prompt_cache(cache, offset - len(known)) != offset - len(known):
-            self.reset()
+            self.forget()
             return
         self._cache, self._held = cache, known[:offset]
 

@@ -136,6 +136,7 @@ class OpenAIBackend(Backend):
         scanner = StopScanner(config.stop)
         usage = Usage()
         finish = "stop"
+        finished = False  # a chunk gave a finish reason: the server ended the reply itself
         first: float | None = None
         pieces = 0
         try:
@@ -146,6 +147,7 @@ class OpenAIBackend(Backend):
                     details = getattr(chunk.usage, "prompt_tokens_details", None)
                     usage.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0)
                 for choice in chunk.choices:
+                    finished = finished or choice.finish_reason is not None
                     if choice.finish_reason == "length":
                         finish = "length"
                     text = choice.delta.content if choice.delta else None
@@ -165,6 +167,12 @@ class OpenAIBackend(Backend):
             raise BackendError(f"{self.url}: the stream broke off: {_describe(exc)}") from exc
         finally:
             chunks.close()
+        if scanner.hit is None and not finished:
+            raise BackendError(
+                f"{self.url}: the reply stopped without a finish reason (cut short by the server)",
+                hint="llama_cpp.server cuts a stream when another request arrives: start it with "
+                     "--interrupt_requests False (python -m t3edge.backends.llama_server does), "
+                     "or send one request at a time (t3edge eval --jobs 1)")
         if scanner.hit is None:
             tail = scanner.flush()
             if tail:

@@ -66,6 +66,8 @@ def _run_options(f: Any) -> Any:
         click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Agent steps per item (default 8)."),
         click.option("--format", "step_format", type=click.Choice(["free", "constrained"]), default=None,
                      help="Step decoding: by the step grammar or free (default: agent.format, constrained)."),
+        click.option("--jobs", "-j", type=click.IntRange(min=1, max=64), default=None,
+                     help="Items run at once (default: eval.jobs, else 4 against a server URL, 1 for a local model)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="An extra TOML file for the eval settings."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
@@ -77,14 +79,14 @@ def _run_options(f: Any) -> Any:
 
 def _run(benchmark: str, data: Path | None, model: str | None, backend: str | None, adapter: str | None,
          limit: int | None, shard: str | None, out: Path | None, max_steps: int | None, step_format: str | None,
-         config_file: str | None, no_progress: bool, token: str | None = None, extra: dict[str, Any] | None = None) -> None:
+         jobs: int | None, config_file: str | None, no_progress: bool, token: str | None = None, extra: dict[str, Any] | None = None) -> None:
     from t3edge.eval.config import load_eval_config
     from t3edge.eval.jobs import prepare_run, run_job
     from t3edge.chat import model_spec, prepare_model
     from t3edge.eval.records import Shard
 
     console = _console()
-    cfg = load_eval_config({"max_steps": max_steps, **(extra or {})}, file=config_file)
+    cfg = load_eval_config({"max_steps": max_steps, "jobs": jobs, **(extra or {})}, file=config_file)
     shard_spec = Shard.parse(shard) if shard else None
     model = model_spec(model, backend)  # type: ignore[arg-type]
     run = prepare_run(benchmark, model, cfg, data=data, backend=backend, adapter=adapter,  # type: ignore[arg-type]
@@ -93,10 +95,10 @@ def _run(benchmark: str, data: Path | None, model: str | None, backend: str | No
     prepare_model(model, backend)  # type: ignore[arg-type]  (the data is fine: now the model's BLAS)
     folder = run.folder
     console.print(f"{benchmark.upper()}: {len(run.suite.selected(limit, shard_spec))} items"
-                  f"{f' (shard {escape(shard)})' if shard else ''} with {escape(model)} -> {escape(str(folder))}")
+                  f"{f' (shard {escape(shard)})' if shard else ''} with {escape(model)}"
+                  f"{f', {run.jobs} at a time' if run.jobs > 1 else ''} -> {escape(str(folder))}")
     try:
-        outcome, summary = run_job(run.suite, run.solve, folder, run.info, shard=shard_spec,
-                                   progress=not no_progress, fsync=cfg.fsync)
+        outcome, summary = run_job(run, shard=shard_spec, progress=not no_progress, fsync=cfg.fsync)
     except KeyboardInterrupt:
         click.echo("finished items are kept in the run folder; run the same command again to continue", err=True)
         raise

@@ -314,7 +314,7 @@ class Flywheel:
         run = prepare_run("tasks", str(self.student_gguf), cfg, data=self.tasks("test"), backend="gguf",
                           adapter=str(self.adapter_gguf) if which == "after" else None, out=self.eval_dir(which),
                           agent_overrides={"generation.max_tokens": s.eval_tokens, "format": s.eval_format})
-        outcome, summary = run_job(run.suite, run.solve, run.folder, run.info)
+        outcome, summary = run_job(run)
         if summary is None:
             raise T3Error(f"{outcome.total - outcome.finished} test tasks did not finish",
                           hint="run the same command again: finished tasks are kept")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from t3edge.eval.tasks import load_task_items, task_split, tasks_index
 from t3edge.models import BackendKind
 from t3edge.jsonl import JsonlWriter
 from t3edge.trajectory import Trajectory, sha256_file
+
+
+SERVER_JOBS = 4  # items at once against an OpenAI-compatible server (eval.jobs unset)
 
 
 def benchmark_folder(benchmark: Benchmark) -> Path:
@@ -97,6 +101,7 @@ class PreparedRun:
     suite: Suite
     info: RunInfo
     solve: Solver
+    jobs: int = 1  # items run at once
 
 
 def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path | None = None,
@@ -114,21 +119,26 @@ def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path
     folder = out or default_out(cfg, benchmark, model, adapter, limit, agent_cfg.format)
     data = resolve_data(benchmark, data, cfg, token)
     suite, similarity = load_suite(benchmark, data, cfg)
-    resolve_model(model, load_models_config(), backend)  # an unknown model fails now, not once per item
+    resolved = resolve_model(model, load_models_config(), backend)  # an unknown model fails now, not per item
     info = new_run_info(benchmark, data, model, adapter, limit, cfg, similarity)
     info.step_format = agent_cfg.format
+    jobs = cfg.jobs or (SERVER_JOBS if resolved.kind == "openai" else 1)
     solve = agent_solver(lambda: load_backend(model, backend=backend, adapter=adapter), agent_cfg,
-                         folder / "workspaces", gta_names=cfg.gta_tools, fresh_backend=model.startswith("replay:"))
-    return PreparedRun(folder, suite, info, solve)
+                         folder / "workspaces", gta_names=cfg.gta_tools, fresh_backend=resolved.kind == "replay",
+                         jobs=jobs)
+    return PreparedRun(folder, suite, info, solve, jobs)
 
 
-def run_job(suite: Suite, solve: Solver, folder: Path, info: RunInfo, *, shard: Shard | None = None,
-            progress: bool = True, fsync: bool = True) -> tuple[RunOutcome, dict[str, Any] | None]:
-    """Run (or resume) a benchmark into `folder`; when every item is finished, write the report."""
-    info.total = len(suite.selected(info.limit))
-    write_run_info(folder, info)
-    outcome = run_suite(suite, solve, folder, shard=shard, limit=info.limit, fsync=fsync, progress=progress)
-    summary = report(folder) if finished_count(folder) == info.total else None
+def run_job(run: PreparedRun, *, shard: Shard | None = None, progress: bool = True, fsync: bool = True,
+            cancel: threading.Event | None = None) -> tuple[RunOutcome, dict[str, Any] | None]:
+    """Run (or resume) a prepared run, `run.jobs` items at a time, until done or `cancel` is set;
+    when every item is finished, write the report."""
+    info = run.info
+    info.total = len(run.suite.selected(info.limit))
+    write_run_info(run.folder, info)
+    outcome = run_suite(run.suite, run.solve, run.folder, shard=shard, limit=info.limit, fsync=fsync,
+                        progress=progress, jobs=run.jobs, cancel=cancel)
+    summary = report(run.folder) if finished_count(run.folder) == info.total else None
     return outcome, summary
 
 

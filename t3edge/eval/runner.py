@@ -4,13 +4,16 @@ Each finished item is appended as one complete JSONL line (trajectory, predictio
 killed at any point (even SIGKILL mid-write) restarts where it stopped: finished items are read
 back and skipped, a torn last line is ignored and its item runs again, so no item runs twice to
 completion and none is lost. Shards (`i/n`) write their own files in the same folder and merge
-into exactly the records of a single run.
+into exactly the records of a single run. Several items may run at once (`jobs`), each in a
+worker thread; only the runner's thread writes records.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ class Solved:
 
 
 Item = GTAItem | GAIAItem | TaskItem
-Solver = Callable[[Item], Solved]
+Solver = Callable[[Item, threading.Event], Solved]  # the event: stop now (see ItemCancelled)
 
 
 @dataclass
@@ -87,10 +90,15 @@ class RunOutcome:
     total: int
     ran: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    stopped: bool = False  # the caller's cancel event ended the run early
 
     @property
     def complete(self) -> bool:
         return self.finished == self.total
+
+
+class ItemCancelled(T3Error):
+    """A solver's answer to the cancel event: the item stopped unfinished (it is not recorded)."""
 
 
 def results_path(folder: Path, shard: Shard | None) -> Path:
@@ -99,49 +107,85 @@ def results_path(folder: Path, shard: Shard | None) -> Path:
 
 def run_suite(suite: Suite, solve: Solver, folder: Path, *, shard: Shard | None = None,
               limit: int | None = None, fsync: bool = True, progress: bool = True,
-              console: Console | None = None) -> RunOutcome:
+              console: Console | None = None, jobs: int = 1, cancel: threading.Event | None = None) -> RunOutcome:
     """Run every selected item not yet finished in `folder` (by any shard), appending one record
-    per item to this shard's results file.
+    per item to this shard's results file, `jobs` items at a time (each in a worker thread).
 
-    An item whose solver raises is not recorded (a rerun retries it); after
-    MAX_CONSECUTIVE_FAILURES failures in a row the run stops with the last error.
+    Records are written as items finish, so with several jobs in completion order; readers sort
+    by dataset position. An item whose solver raises is not recorded (a rerun retries it); after
+    MAX_CONSECUTIVE_FAILURES failures in a row the run stops with the last error. Setting `cancel`
+    stops the running items and returns (`stopped`); a Ctrl-C does the same, then re-raises.
+    Either way every item that finished is recorded first.
     """
     path = results_path(folder, shard)
     items = suite.selected(limit, shard)
     done = {r.id for r in read_records(result_files(folder))}
     todo = [it for it in items if it.id not in done]
     outcome = RunOutcome(finished=len(items) - len(todo), total=len(items))
+    stop = cancel or threading.Event()
+    waiting = iter(todo)
+    running: dict[Future[tuple[Solved, float]], Item] = {}
     streak = 0
-    with JsonlWriter(path, fsync=fsync) as writer, _progress(progress, console) as bar:
+    with JsonlWriter(path, fsync=fsync) as writer, _progress(progress, console) as bar, \
+            ThreadPoolExecutor(max(1, jobs), thread_name_prefix="eval-item") as pool:
         task_id = bar.add_task(f"{suite.benchmark} {shard.index}/{shard.count}" if shard else suite.benchmark,
                                total=len(items), completed=outcome.finished)
-        for item in todo:
-            start = time.perf_counter()
-            try:
-                solved = solve(item)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # noqa: BLE001 - one broken item must not end a long run
-                outcome.failed.append((item.id, f"{type(exc).__name__}: {exc}"))
-                streak += 1
-                if streak >= MAX_CONSECUTIVE_FAILURES:
-                    raise T3Error(f"{streak} items in a row failed; last ({item.id}): {type(exc).__name__}: {exc}",
-                                  hint="fix the cause and run the same command again: finished items are kept") from exc
-                bar.advance(task_id)
-                continue
-            streak = 0
+
+        def record(item: Item, solved: Solved, seconds: float) -> None:
             prediction = prediction_text(solved.trajectory.final_answer)
             answer = solved.trajectory.final_answer if suite.raw_answer else prediction
-            record = EvalRecord(
+            writer.write(EvalRecord(
                 benchmark=suite.benchmark, id=item.id, index=item.index, prediction=prediction,
                 verdict=suite.score(item, answer, solved.tool_calls), tool_calls=solved.tool_calls,
-                trajectory=solved.trajectory, seconds=time.perf_counter() - start,
-            )
-            writer.write(record)
+                trajectory=solved.trajectory, seconds=seconds,
+            ))
             outcome.finished += 1
             outcome.ran += 1
             bar.advance(task_id)
+
+        def stop_and_keep_finished() -> None:
+            """Cancel the running items, wait for them, and record those that finished anyway."""
+            stop.set()
+            for future in as_completed(list(running)):
+                item = running.pop(future)
+                if not future.cancelled() and future.exception() is None:
+                    record(item, *future.result())
+
+        try:
+            while True:
+                while len(running) < jobs and not stop.is_set() and (item := next(waiting, None)) is not None:
+                    running[pool.submit(_timed, solve, item, stop)] = item
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        streak = 0
+                        record(item, *future.result())
+                    elif isinstance(error, (KeyboardInterrupt, SystemExit)):
+                        raise error
+                    elif not (stop.is_set() and isinstance(error, ItemCancelled)):
+                        outcome.failed.append((item.id, f"{type(error).__name__}: {error}"))
+                        streak += 1
+                        bar.advance(task_id)
+                        if streak >= MAX_CONSECUTIVE_FAILURES:
+                            raise T3Error(
+                                f"{streak} items in a row failed; last ({item.id}): {type(error).__name__}: {error}",
+                                hint="fix the cause and run the same command again: finished items are kept",
+                            ) from error
+        except BaseException:
+            stop_and_keep_finished()
+            raise
+    outcome.stopped = stop.is_set()
     return outcome
+
+
+def _timed(solve: Solver, item: Item, cancel: threading.Event) -> tuple[Solved, float]:
+    start = time.perf_counter()
+    solved = solve(item, cancel)
+    return solved, time.perf_counter() - start
 
 
 def _progress(enabled: bool, console: Console | None) -> Progress:

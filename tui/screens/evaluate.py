@@ -123,7 +123,7 @@ class EvaluateScreen(Screen[None]):
     def stop(self) -> None:
         if self.stop_event is not None:
             self.stop_event.set()
-            self.set_status("Stopping after the current item (finished items are kept)…")
+            self.set_status("Stopping: the running items are cancelled (finished items are kept)…")
 
     def action_close(self) -> None:
         if self.running:
