@@ -140,8 +140,8 @@ def test_score_predictions_made_elsewhere(env: dict, tmp_path: Path) -> None:
 
 
 def test_items_run_at_once_against_a_server_give_the_results_of_one_at_a_time(env: dict, run: Path) -> None:
-    """The same script served over real HTTP: a server takes several items' calls at once (4 by
-    default), and the records equal the replayed run's."""
+    """The same script served over real HTTP: a server takes several items' calls at once, and
+    the records equal the replayed run's."""
     script = [json.loads(line) for line in env["script"].read_text().splitlines()]
     lock, active, most = threading.Lock(), [0], [0]
 
@@ -157,8 +157,21 @@ def test_items_run_at_once_against_a_server_give_the_results_of_one_at_a_time(en
     with ScriptedOpenAIServer(respond) as server:
         out = env["base"] / "served"
         output = invoke("eval", "tasks", "--data", str(env["data"]), "--model", server.url, "--out", str(out),
-                        "--no-progress")
+                        "--jobs", "4", "--no-progress")
     assert "4 at a time" in output and most[0] > 1
     assert [r.outcome() for r in collect([out])[1]] == [r.outcome() for r in collect([run])[1]]
     workspaces = {r.trajectory.workspace for r in collect([out])[1]}
     assert len(workspaces) == 4  # each item in its own folder
+
+
+def test_items_at_once_by_default_only_against_a_server_on_another_machine(env: dict, tmp_path: Path) -> None:
+    from t3edge.eval.config import EvalConfig
+    from t3edge.eval.jobs import prepare_run
+
+    def jobs(model: str, cfg: EvalConfig = EvalConfig()) -> int:
+        return prepare_run("tasks", model, cfg, data=env["data"], out=tmp_path / "run").jobs
+
+    assert jobs("http://10.1.2.3:8080/v1") == 4  # an API elsewhere takes calls together
+    assert jobs("http://127.0.0.1:8080/v1") == jobs("http://localhost:8080/v1") == 1  # shares this CPU
+    assert jobs(f"replay:{env['script']}") == 1
+    assert jobs("http://127.0.0.1:8080/v1", EvalConfig(jobs=3)) == 3

@@ -67,7 +67,7 @@ def _run_options(f: Any) -> Any:
         click.option("--format", "step_format", type=click.Choice(["free", "constrained"]), default=None,
                      help="Step decoding: by the step grammar or free (default: agent.format, constrained)."),
         click.option("--jobs", "-j", type=click.IntRange(min=1, max=64), default=None,
-                     help="Items run at once (default: eval.jobs, else 4 against a server URL, 1 for a local model)."),
+                     help="Items run at once (default: eval.jobs, else 4 against a server on another machine, 1 otherwise)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="An extra TOML file for the eval settings."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from pathlib import Path
 
@@ -10,16 +9,8 @@ import click
 import uvicorn
 
 from t3edge.errors import BadInput
+from t3edge.hosts import is_loopback
 from t3edge.serve.app import Server, ServeSettings
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_port_free(host: str, port: int) -> None:

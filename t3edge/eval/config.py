@@ -25,9 +25,9 @@ class EvalConfig(BaseModel):
     out_dir: Path | None = Field(None, description="where runs go (default: <data dir>/eval)")
     jobs: int | None = Field(
         None, ge=1, le=64,
-        description="items run at once; None: 4 against an OpenAI-compatible server, 1 for a model "
-                    "loaded here (its calls wait for each other; more pays only when code and tools "
-                    "take much of an item's time)")
+        description="items run at once; None: 4 against a server on another machine, else 1 (a "
+                    "model on this machine takes one call at a time: more pays only when code and "
+                    "tools take much of an item's time)")
     fsync: bool = Field(True, description="fsync each result line (survives power loss, not only kills)")
     plot: bool = True
 

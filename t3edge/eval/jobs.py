@@ -13,6 +13,7 @@ from typing import Any
 
 from t3edge.config import data_dir
 from t3edge.errors import BadInput, T3Error
+from t3edge.hosts import url_is_local
 from t3edge.eval.config import EvalConfig
 from t3edge.eval.gaia import fetch_gaia, find_metadata, load_gaia
 from t3edge.eval.gta import fetch_gta, find_root, load_gta
@@ -29,7 +30,7 @@ from t3edge.jsonl import JsonlWriter
 from t3edge.trajectory import Trajectory, sha256_file
 
 
-SERVER_JOBS = 4  # items at once against an OpenAI-compatible server (eval.jobs unset)
+SERVER_JOBS = 4  # items at once against a server on another machine (eval.jobs unset; else 1)
 
 
 def benchmark_folder(benchmark: Benchmark) -> Path:
@@ -122,7 +123,8 @@ def prepare_run(benchmark: Benchmark, model: str, cfg: EvalConfig, *, data: Path
     resolved = resolve_model(model, load_models_config(), backend)  # an unknown model fails now, not per item
     info = new_run_info(benchmark, data, model, adapter, limit, cfg, similarity)
     info.step_format = agent_cfg.format
-    jobs = cfg.jobs or (SERVER_JOBS if resolved.kind == "openai" else 1)
+    remote = resolved.kind == "openai" and resolved.url is not None and not url_is_local(resolved.url)
+    jobs = cfg.jobs or (SERVER_JOBS if remote else 1)
     solve = agent_solver(lambda: load_backend(model, backend=backend, adapter=adapter), agent_cfg,
                          folder / "workspaces", gta_names=cfg.gta_tools, fresh_backend=resolved.kind == "replay",
                          jobs=jobs)
