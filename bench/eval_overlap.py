@@ -34,15 +34,16 @@ FAMILIES = ["csv_total", "csv_lookup", "json_field", "ocr_code", "face_count", "
 
 def serve(folder: str, latency: float, conn: Connection) -> None:
     """The scripted server in its own process (as a real server would be): no shared GIL.
-    Each task is answered with its reference steps, one per request."""
+    Each task (known by its files' folder in the task message) is answered with its reference
+    steps, one per request."""
     records, _ = load_tasks(folder)
-    steps = {r.query: reference_outputs(r) for r in records}
+    steps = {f"/{r.id}/": reference_outputs(r) for r in records}  # tasks may share a query, not files
 
     def respond(request: dict[str, Any]) -> str:
         messages = request["messages"]
         user = next(m["content"] for m in messages if m["role"] == "user")
         text = user if isinstance(user, str) else " ".join(p.get("text", "") for p in user)
-        reference = next(s for query, s in steps.items() if query in text)
+        reference = next(s for folder, s in steps.items() if folder in text)
         done = sum(m["role"] == "assistant" for m in messages)
         return reference[min(done, len(reference) - 1)]
 

@@ -258,28 +258,56 @@ def test_cancel_stops_the_running_items_and_keeps_the_finished_ones(tmp_path: Pa
     assert run_suite(suite, stand_in, out, progress=False, jobs=3).ran == 5  # the rest on resume
 
 
+def _deaf_to_cancel(item, cancel):
+    """Item 0 finishes at once; the others take a minute, whatever happens (a call that cannot
+    be interrupted)."""
+    if item.id != "0":
+        time.sleep(60)
+    return stand_in(item)
+
+
 _CTRL_C_CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from test_eval_runner import _wait_for_cancel, _suite
+from test_eval_runner import {solver}, _suite
 from t3edge.eval.runner import run_suite
 
 print("started", flush=True)
-run_suite(_suite(Path({data!r})), _wait_for_cancel, Path({out!r}), progress=False, jobs=3)
+run_suite(_suite(Path({data!r})), {solver}, Path({out!r}), progress=False, jobs=3)
 """
 
 
-def test_ctrl_c_cancels_the_running_items_and_keeps_the_finished_ones(tmp_path: Path) -> None:
+def _interrupted_run(tmp_path: Path, solver: str) -> tuple[subprocess.Popen, Path]:
+    """A run in a child process, once its first item is recorded (the others are running)."""
     out = tmp_path / "run"
-    script = _CTRL_C_CHILD.format(tests=str(Path(__file__).parent), data=str(tmp_path / "gta"), out=str(out))
+    script = _CTRL_C_CHILD.format(tests=str(Path(__file__).parent), data=str(tmp_path / "gta"), out=str(out),
+                                  solver=solver)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     assert child.stdout.readline() == "started\n"
     deadline = time.monotonic() + 30
     while _finished(out) < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    return child, out
+
+
+def test_ctrl_c_cancels_the_running_items_and_keeps_the_finished_ones(tmp_path: Path) -> None:
+    child, out = _interrupted_run(tmp_path, "_wait_for_cancel")
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=30)
     assert child.returncode != 0 and "KeyboardInterrupt" in err and "never cancelled" not in err
+    assert "stopping the 3 running item(s)" in err and "Ctrl-C again to quit without waiting" in err
+    assert [r.id for r in read_records(result_files(out))] == ["0"]
+
+
+def test_a_second_ctrl_c_quits_without_waiting_for_the_running_items(tmp_path: Path) -> None:
+    child, out = _interrupted_run(tmp_path, "_deaf_to_cancel")
+    child.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert child.poll() is None  # waiting for items that do not listen
+    child.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = child.communicate(timeout=30)
+    assert time.monotonic() - start < 10 and child.returncode != 0 and "KeyboardInterrupt" in err
     assert [r.id for r in read_records(result_files(out))] == ["0"]

@@ -131,3 +131,45 @@ def test_pipes_given_to_a_zygote_that_ended_are_replaced(tmp_path: Path, monkeyp
     with sandbox(tmp_path / "ws") as box:
         assert box.run("print('on new pipes')").logs.strip() == "on new pipes"
     assert len(calls) == 2
+
+
+_OWNER = """
+import sys, threading, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_sandbox_start import sandbox
+
+box = sandbox(Path({workspace!r}))
+box.start()
+threading.Thread(target=box.run, args=("import time\\ntime.sleep(120)",), daemon=True).start()
+time.sleep(0.5)
+print(box.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_sandboxes_end_with_the_process_that_owns_them_however_it_ends(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER.format(tests=str(Path(__file__).parent),
+                                                                 workspace=str(tmp_path / "w"))],
+                             stdout=subprocess.PIPE, text=True)
+    pid = int(owner.stdout.readline())
+    assert running(pid)  # its two-minute step
+    owner.send_signal(signal.SIGKILL)  # no clean-up of its own can run
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while running(pid):
+        assert time.monotonic() < deadline, "the sandbox outlived its owner"
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

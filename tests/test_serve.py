@@ -146,6 +146,19 @@ def test_plain_generation_by_model_suffix_or_flag(tmp_path: Path) -> None:
         assert flagged.choices[0].message.content == "Bern." and store.list() == []
 
 
+def test_a_plain_generation_cut_at_the_time_limit_is_an_error_not_a_short_answer(tmp_path: Path) -> None:
+    from t3edge.backends.base import GenerationConfig, Message
+    from t3edge.errors import BackendError
+    from t3edge.loading import load_backend
+
+    slow = " ".join(["word"] * 400)  # 400 words at 10 ms each: past the 1 s limit
+    with serving(ReplayBackend([slow, "Bern."], delay_s=0.01), tmp_path, max_run_s=1.0) as (url, _):
+        client = load_backend(url + "#tiny:raw")
+        with pytest.raises(BackendError, match="stopped before it finished"):
+            client.generate([Message("user", "Talk.")], GenerationConfig(max_tokens=1000))
+        assert client.generate([Message("user", "Swiss?")], GenerationConfig()).text == "Bern."
+
+
 def test_a_client_that_leaves_mid_run_cancels_it_and_the_next_request_is_served(tmp_path: Path) -> None:
     slow = " ".join(["thinking"] * 3000)  # 3000 words at 10 ms each: 30 s if nobody stops it
     backend = ReplayBackend([slow, answer("quick"), slow, answer("quick again")], delay_s=0.01)

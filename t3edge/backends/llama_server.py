@@ -5,7 +5,8 @@ so a model that the backend runs also serves (see `extra_buffer_types`).
 One change of default: `--interrupt_requests False`. llama_cpp.server otherwise ends a stream
 early (without a finish reason) whenever another request arrives, which cuts every output short
 for clients that send requests at once (evaluation items, synthesis); queued requests now wait
-their turn. Give `--interrupt_requests True` to get the old behaviour back.
+their turn. Give `--interrupt_requests True` to get the old behaviour back. With `--config_file`
+llama_cpp.server takes its settings from the file alone: set `"interrupt_requests": false` there.
 """
 
 from __future__ import annotations

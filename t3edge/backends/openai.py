@@ -163,16 +163,19 @@ class OpenAIBackend(Backend):
                 if scanner.hit:
                     finish = "stop_string"
                     break
-        except Exception as exc:  # a broken stream (connection dropped, bad chunk)
-            raise BackendError(f"{self.url}: the stream broke off: {_describe(exc)}") from exc
+        except Exception as exc:  # a broken stream (connection dropped, bad chunk, an error event)
+            detail = getattr(exc, "message", None) or str(exc)
+            raise BackendError(f"{self.url}: the stream broke off: {_describe(exc)}"
+                               + (f": {detail[:300]}" if detail else "")) from exc
         finally:
             chunks.close()
         if scanner.hit is None and not finished:
             raise BackendError(
                 f"{self.url}: the reply stopped without a finish reason (cut short by the server)",
-                hint="llama_cpp.server cuts a stream when another request arrives: start it with "
-                     "--interrupt_requests False (python -m t3edge.backends.llama_server does), "
-                     "or send one request at a time (t3edge eval --jobs 1)")
+                hint="a server may cut a stream when another request arrives (llama_cpp.server does "
+                     "unless started with --interrupt_requests False, as python -m "
+                     "t3edge.backends.llama_server is), or at a time limit of its own; send one "
+                     "request at a time (t3edge eval --jobs 1) or fix the server's setting")
         if scanner.hit is None:
             tail = scanner.flush()
             if tail:

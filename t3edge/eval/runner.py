@@ -10,16 +10,18 @@ worker thread; only the runner's thread writes records.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
 
 from t3edge.errors import T3Error
 from t3edge.eval.gaia import GAIAItem
@@ -114,78 +116,125 @@ def run_suite(suite: Suite, solve: Solver, folder: Path, *, shard: Shard | None 
     Records are written as items finish, so with several jobs in completion order; readers sort
     by dataset position. An item whose solver raises is not recorded (a rerun retries it); after
     MAX_CONSECUTIVE_FAILURES failures in a row the run stops with the last error. Setting `cancel`
-    stops the running items and returns (`stopped`); a Ctrl-C does the same, then re-raises.
-    Either way every item that finished is recorded first.
+    (it is only read) stops the running items and returns (`stopped`). A Ctrl-C does the same,
+    then re-raises; a second Ctrl-C re-raises without waiting for the running items. Every item
+    that finished before is recorded.
     """
-    path = results_path(folder, shard)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
     items = suite.selected(limit, shard)
     done = {r.id for r in read_records(result_files(folder))}
     todo = [it for it in items if it.id not in done]
     outcome = RunOutcome(finished=len(items) - len(todo), total=len(items))
-    stop = cancel or threading.Event()
-    waiting = iter(todo)
-    running: dict[Future[tuple[Solved, float]], Item] = {}
-    streak = 0
-    with JsonlWriter(path, fsync=fsync) as writer, _progress(progress, console) as bar, \
-            ThreadPoolExecutor(max(1, jobs), thread_name_prefix="eval-item") as pool:
-        task_id = bar.add_task(f"{suite.benchmark} {shard.index}/{shard.count}" if shard else suite.benchmark,
-                               total=len(items), completed=outcome.finished)
-
-        def record(item: Item, solved: Solved, seconds: float) -> None:
-            prediction = prediction_text(solved.trajectory.final_answer)
-            answer = solved.trajectory.final_answer if suite.raw_answer else prediction
-            writer.write(EvalRecord(
-                benchmark=suite.benchmark, id=item.id, index=item.index, prediction=prediction,
-                verdict=suite.score(item, answer, solved.tool_calls), tool_calls=solved.tool_calls,
-                trajectory=solved.trajectory, seconds=seconds,
-            ))
-            outcome.finished += 1
-            outcome.ran += 1
-            bar.advance(task_id)
-
-        def stop_and_keep_finished() -> None:
-            """Cancel the running items, wait for them, and record those that finished anyway."""
-            stop.set()
-            for future in as_completed(list(running)):
-                item = running.pop(future)
-                if not future.cancelled() and future.exception() is None:
-                    record(item, *future.result())
-
+    console = console or Console(stderr=True)
+    with JsonlWriter(results_path(folder, shard), fsync=fsync) as writer, _progress(progress, console) as bar:
+        run = _Run(suite, solve, writer, outcome, bar, bar.add_task(
+            f"{suite.benchmark} {shard.index}/{shard.count}" if shard else suite.benchmark,
+            total=len(items), completed=outcome.finished))
         try:
-            while True:
-                while len(running) < jobs and not stop.is_set() and (item := next(waiting, None)) is not None:
-                    running[pool.submit(_timed, solve, item, stop)] = item
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    item = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        streak = 0
-                        record(item, *future.result())
-                    elif isinstance(error, (KeyboardInterrupt, SystemExit)):
-                        raise error
-                    elif not (stop.is_set() and isinstance(error, ItemCancelled)):
-                        outcome.failed.append((item.id, f"{type(error).__name__}: {error}"))
-                        streak += 1
-                        bar.advance(task_id)
-                        if streak >= MAX_CONSECUTIVE_FAILURES:
-                            raise T3Error(
-                                f"{streak} items in a row failed; last ({item.id}): {type(error).__name__}: {error}",
-                                hint="fix the cause and run the same command again: finished items are kept",
-                            ) from error
-        except BaseException:
-            stop_and_keep_finished()
+            run.until_done(iter(todo), jobs, cancel)
+        except KeyboardInterrupt:
+            if run.running:
+                console.print(f"stopping the {run.running} running item(s); finished items are kept "
+                              "(Ctrl-C again to quit without waiting)", soft_wrap=True)
+            run.stop_and_keep_finished()
             raise
-    outcome.stopped = stop.is_set()
+        except BaseException:
+            run.stop_and_keep_finished()
+            raise
+    outcome.stopped = run.stop.is_set()
     return outcome
 
 
-def _timed(solve: Solver, item: Item, cancel: threading.Event) -> tuple[Solved, float]:
-    start = time.perf_counter()
-    solved = solve(item, cancel)
-    return solved, time.perf_counter() - start
+@dataclass
+class _Ended:
+    """What a worker hands back: the item solved, or the error it raised."""
+
+    item: Item
+    solved: Solved | None
+    seconds: float
+    error: BaseException | None = None
+
+
+class _Run:
+    """One `run_suite` call: its worker threads, and the records only this thread writes."""
+
+    def __init__(self, suite: Suite, solve: Solver, writer: JsonlWriter, outcome: RunOutcome, bar: Progress,
+                 task_id: TaskID) -> None:
+        self.suite, self.solve, self.writer, self.outcome, self.bar, self.task_id = (
+            suite, solve, writer, outcome, bar, task_id)
+        self.stop = threading.Event()  # what the running items see
+        self.ended: queue.Queue[_Ended] = queue.Queue()
+        self.running = 0
+        self.unsettled: _Ended | None = None  # taken from the queue, not yet recorded
+        self.streak = 0
+
+    def until_done(self, todo: Iterator[Item], jobs: int, cancel: threading.Event | None) -> None:
+        while True:
+            if cancel is not None and cancel.is_set():
+                self.stop.set()
+            while self.running < jobs and not self.stop.is_set() and (item := next(todo, None)) is not None:
+                threading.Thread(target=self._work, args=(item,), name=f"eval-{item.id}", daemon=True).start()
+                self.running += 1
+            if not self.running:
+                return
+            self._settle_next(self.stop.is_set())
+
+    def stop_and_keep_finished(self) -> None:
+        """Tell the running items to stop, wait for them, and record those that finished anyway."""
+        self.stop.set()
+        while self.running or self.unsettled is not None:
+            self._settle_next(True)
+
+    def _work(self, item: Item) -> None:
+        """In a worker thread (a daemon: a second Ctrl-C does not wait for it)."""
+        start = time.perf_counter()
+        try:
+            solved = self.solve(item, self.stop)
+        except BaseException as exc:  # handed to the runner's thread, which decides
+            self.ended.put(_Ended(item, None, time.perf_counter() - start, exc))
+        else:
+            self.ended.put(_Ended(item, solved, time.perf_counter() - start))
+
+    def _settle_next(self, stopping: bool) -> None:
+        """Take the next ended item (polling, so that a Ctrl-C is seen), and record it or count
+        its failure; past the failure limit, raise (unless already stopping)."""
+        if self.unsettled is None:
+            try:
+                self.unsettled = self.ended.get(timeout=0.2)
+            except queue.Empty:
+                return
+            self.running -= 1
+        end, error = self.unsettled, self.unsettled.error
+        if end.solved is not None:
+            self._record(end.item, end.solved, end.seconds)
+            self.streak = 0
+        else:
+            self.unsettled = None
+        if error is None or (stopping and isinstance(error, (ItemCancelled, KeyboardInterrupt))):
+            return
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise error
+        self.outcome.failed.append((end.item.id, f"{type(error).__name__}: {error}"))
+        self.streak += 1
+        self.bar.advance(self.task_id)
+        if self.streak >= MAX_CONSECUTIVE_FAILURES and not stopping:
+            raise T3Error(f"{self.streak} items in a row failed; last ({end.item.id}): {type(error).__name__}: {error}",
+                          hint="fix the cause and run the same command again: finished items are kept") from error
+
+    def _record(self, item: Item, solved: Solved, seconds: float) -> None:
+        prediction = prediction_text(solved.trajectory.final_answer)
+        answer = solved.trajectory.final_answer if self.suite.raw_answer else prediction
+        record = EvalRecord(
+            benchmark=self.suite.benchmark, id=item.id, index=item.index, prediction=prediction,
+            verdict=self.suite.score(item, answer, solved.tool_calls), tool_calls=solved.tool_calls,
+            trajectory=solved.trajectory, seconds=seconds,
+        )
+        self.writer.write(record)
+        self.unsettled = None  # at once: an interrupt from here on must not write it again
+        self.outcome.finished += 1
+        self.outcome.ran += 1
+        self.bar.advance(self.task_id)
 
 
 def _progress(enabled: bool, console: Console | None) -> Progress:

@@ -9,11 +9,13 @@ its first message. The zygote reports each child's pid, and its exit status once
 
 The zygote holds no secret (it never sees the parent's environment, files or data) and never runs
 model-written code; it forks only while it has a single thread. It exits when the t3edge process
-closes its end of the socket.
+closes its end of the socket, however that process ended, and takes the sandboxes still running
+with it (killing each one's process group: they cannot outlive the run that owns them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -82,7 +84,7 @@ def become_sandbox(request: dict[str, Any], fds: list[int], sock: socket.socket,
         os._exit(code)
 
 
-def reap(sock: socket.socket) -> None:
+def reap(sock: socket.socket, live: set[int]) -> None:
     """Collect every child that has ended and report its status (as Popen.returncode)."""
     while True:
         try:
@@ -91,7 +93,15 @@ def reap(sock: socket.socket) -> None:
             return
         if pid == 0:
             return
+        live.discard(pid)
         send(sock, {"op": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def end_all(live: set[int]) -> None:
+    """Kill the process group of every child not yet reaped (its pid cannot have been reused)."""
+    for pid in live:
+        with contextlib.suppress(ProcessLookupError):  # no member left: nothing to kill
+            os.killpg(pid, signal.SIGKILL)
 
 
 def serve(sock: socket.socket) -> None:
@@ -101,6 +111,7 @@ def serve(sock: socket.socket) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup byte is what matters
     send(sock, {"op": "hello", "threads": thread_count()})
+    live: set[int] = set()  # children started and not yet reaped
     while True:
         ready, _, _ = select.select([sock, wake_r], [], [])
         if wake_r in ready:
@@ -110,15 +121,16 @@ def serve(sock: socket.socket) -> None:
                         break
                 except BlockingIOError:
                     break
-            reap(sock)
+            reap(sock, live)
         if sock not in ready:
             continue
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST_BYTES, 3)
         except ConnectionError:
             data, fds = b"", []
-        if not data:
-            return  # the t3edge process has gone; running children carry on until it closes their pipes
+        if not data:  # the t3edge process has gone: so do the sandboxes it left running
+            end_all(live)
+            return
         try:
             request = json.loads(data)
             if len(fds) != 3:
@@ -145,6 +157,7 @@ def serve(sock: socket.socket) -> None:
         os.close(session_r)
         for fd in fds:
             os.close(fd)
+        live.add(pid)
         send(sock, {"op": "started", "pid": pid})
 
 

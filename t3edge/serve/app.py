@@ -408,8 +408,9 @@ class Server:
             try:
                 for item in stream:
                     emit(item)
-                    if cancel.is_set():
-                        break
+                    if cancel.is_set() and not isinstance(item, Completion):  # cut short: say so
+                        raise RequestError(503, "the generation was stopped before it finished (the server's "
+                                                "time limit, --max-run-s, or the client left)", kind="server_error")
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:

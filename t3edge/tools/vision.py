@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -94,6 +95,9 @@ def objectlocation(ctx: ToolContext, object: str, image_path: str) -> list[list[
     return parse_boxes(answer, width, height)
 
 
+_FACE_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _face_cascade() -> Any:
     import cv2
@@ -122,6 +126,7 @@ def facedetection(ctx: ToolContext, image_path: str) -> list[list[int]]:
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
     gray = cv2.equalizeHist(gray)
     side = max(24, min(img.size) // 20)
-    found = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    with _FACE_LOCK:  # one classifier, not safe to run from two threads at once (items run at once)
+        found = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
     return [[round(x / scale), round(y / scale), round((x + w) / scale), round((y + h) / scale)]
             for (x, y, w, h) in found]
