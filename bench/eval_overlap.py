@@ -8,7 +8,8 @@ all the time), and the ratio; at 1 item at a time, the time per item beyond its 
 start, code and tool runs: what the other items' model calls overlap).
 
 `--local MODEL` also times a model loaded here (e.g. smollm2-135m) at 1 and 2 items at once on
-the first `--local-items` tasks: its calls take turns, so only the code and tool time overlaps.
+the first `--local-items` tasks: its calls take turns, so only the code and tool time overlaps,
+and that code competes with the model for the same cores.
 
     python bench/eval_overlap.py [--tasks 16] [--latency 0.5] [--jobs 4] [--local smollm2-135m]
 """
