@@ -7,23 +7,23 @@ import socket
 from urllib.parse import urlparse
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    address = _address(host)
+    return host == "localhost" or (address is not None and address.is_loopback)
 
 
 def is_this_machine(host: str) -> bool:
     """A loopback address, `localhost`, 0.0.0.0 / :: (this machine, to a client) or its own name."""
-    if is_loopback(host) or host.lower() == socket.gethostname().lower():
-        return True
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return False
+    address = _address(host)
+    return (is_loopback(host) or host.lower() == socket.gethostname().lower()
+            or (address is not None and address.is_unspecified))
 
 
 def url_is_local(url: str) -> bool:
