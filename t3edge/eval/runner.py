@@ -237,9 +237,9 @@ class _Run:
         self.bar.advance(self.task_id)
 
 
-def _progress(enabled: bool, console: Console | None) -> Progress:
+def _progress(enabled: bool, console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console or Console(stderr=True), disable=not enabled, transient=False,
+        console=console, disable=not enabled, transient=False,
     )
